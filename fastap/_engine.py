@@ -1,0 +1,329 @@
+"""The driver: allocation, set-up, the iteration loop, convergence, dispatch.
+
+The estimator (``_estimator.py``) validates and follows scikit-learn's
+conventions; the kernels (``_kernels/``) loop over matrix elements. This
+module sits between them: it owns every buffer (allocated once per fit),
+chooses serial or parallel kernels, runs the iterations from Python (so
+Ctrl-C interrupts a fit within one iteration) and keeps scikit-learn's
+convergence bookkeeping.
+"""
+
+import contextlib
+import os
+import sys
+import time
+import warnings
+from typing import NamedTuple
+
+import numba
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from fastap._kernels import assign, messages, setup
+
+# Below this many samples one thread beats two: a parallel pass launches two
+# parallel regions per row block, and at N=300 a whole iteration takes
+# ~40 us on one thread (see asv_benchmarks/compare.py --threads-sweep).
+PARALLEL_MIN_SAMPLES = 400
+
+# Rows per block of the parallel pass: the block's responsibilities must
+# still be in cache when its column sums are added (step 4).
+_BLOCK_BYTES = 256 * 1024
+
+# Rows of degeneracy noise drawn at a time (about 8 MiB of float64).
+_NOISE_BLOCK_ELEMENTS = 1 << 20
+
+
+class FitResult(NamedTuple):
+    """What one run of Affinity Propagation returns."""
+
+    cluster_centers_indices: np.ndarray
+    labels: np.ndarray
+    n_iter: int
+    converged: bool
+
+
+# --------------------------------------------------------------------------
+# Threads and memory.
+# --------------------------------------------------------------------------
+
+
+def resolve_n_threads(n_jobs):
+    """Number of Numba threads for ``n_jobs`` (joblib's conventions).
+
+    ``None`` keeps Numba's current setting (all cores unless changed with
+    ``numba.set_num_threads`` or ``NUMBA_NUM_THREADS``); ``-1`` means all
+    cores, ``-2`` all but one, and so on; positive values are capped at the
+    number of cores Numba was started with.
+    """
+    available = numba.config.NUMBA_NUM_THREADS
+    if n_jobs is None:
+        return numba.get_num_threads()
+    if n_jobs < 0:
+        return max(1, available + 1 + n_jobs)
+    return max(1, min(n_jobs, available))
+
+
+@contextlib.contextmanager
+def numba_threads(n_threads):
+    """Run the body with ``n_threads`` Numba threads, then restore the old count."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def available_memory_bytes():
+    """Memory the OS can give this process now, or None when unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def fit_memory_bytes(n_samples, dtype, n_new_matrices):
+    """Bytes a fit allocates: ``n_new_matrices`` N x N matrices plus O(N)."""
+    itemsize = np.dtype(dtype).itemsize
+    return n_new_matrices * n_samples * n_samples * itemsize + 64 * n_samples * itemsize
+
+
+def check_memory(n_samples, dtype, n_new_matrices):
+    """Raise MemoryError, before allocating, when a fit clearly cannot fit."""
+    needed = fit_memory_bytes(n_samples, dtype, n_new_matrices)
+    available = available_memory_bytes()
+    if available is None or needed <= available:
+        return
+    dtype = np.dtype(dtype)
+    hint = ""
+    if dtype == np.float64:
+        half = fit_memory_bytes(n_samples, np.float32, n_new_matrices)
+        hint = f" float32 input would need {half / 2**30:.1f} GiB."
+    raise MemoryError(
+        f"Affinity propagation on {n_samples} samples in {dtype.name} needs about "
+        f"{needed / 2**30:.1f} GiB ({n_new_matrices} matrices of {n_samples} x {n_samples}), "
+        f"but only {available / 2**30:.1f} GiB of memory is available.{hint}"
+    )
+
+
+# --------------------------------------------------------------------------
+# Set-up.
+# --------------------------------------------------------------------------
+
+
+def negative_squared_euclidean(X, out_dtype):
+    """``-euclidean_distances(X, squared=True)`` with one N x N allocation.
+
+    For dense float64 the Gram matrix is computed into the result buffer and
+    finished in place (bitwise equal to scikit-learn). Other inputs (float32,
+    which scikit-learn computes in float64 by blocks, and sparse) go through
+    scikit-learn's own function, negated in place.
+    """
+    from sklearn.metrics import euclidean_distances
+    from sklearn.utils.extmath import row_norms
+
+    if out_dtype == np.float64 and isinstance(X, np.ndarray):
+        X = np.asarray(X, dtype=np.float64)
+        n_samples = X.shape[0]
+        S = np.empty((n_samples, n_samples), dtype=np.float64)
+        np.matmul(X, X.T, out=S)
+        setup.negative_squared_distances_from_gram(S, row_norms(X, squared=True))
+        return S
+    S = np.ascontiguousarray(euclidean_distances(X, squared=True), dtype=out_dtype)
+    setup.negate_in_place(S)
+    return S
+
+
+def _has_equal_similarities_and_preferences(S, preference):
+    return bool(np.all(preference == preference.flat[0])) and setup.off_diagonal_all_equal(S)
+
+
+def _add_degeneracy_noise(S, random_state):
+    """scikit-learn's ``S += (eps * S + tiny * 100) * N(0, 1)``, drawn by row
+    blocks from the same RandomState (the same stream as one N x N draw)."""
+    n = S.shape[0]
+    info = np.finfo(S.dtype)
+    epsilon = info.eps
+    tiny_times_100 = info.tiny * 100
+    rows_per_block = max(1, _NOISE_BLOCK_ELEMENTS // n)
+    for start in range(0, n, rows_per_block):
+        stop = min(start + rows_per_block, n)
+        noise = random_state.standard_normal(size=(stop - start, n))
+        setup.add_degeneracy_noise(S[start:stop], noise, epsilon, tiny_times_100)
+
+
+def _block_rows(n_samples, itemsize, n_threads):
+    rows = _BLOCK_BYTES // (n_samples * itemsize)
+    return int(max(2 * n_threads, min(rows, 256)))
+
+
+# --------------------------------------------------------------------------
+# The run.
+# --------------------------------------------------------------------------
+
+
+class _Progress:
+    """Prints iteration, exemplars and changes at most every ``interval`` s."""
+
+    def __init__(self, enabled, n_samples, interval=1.0):
+        self.enabled = enabled
+        self.interval = interval
+        self.started = time.perf_counter()
+        self.last = self.started
+        if enabled:
+            print(f"[fastap] affinity propagation on {n_samples} samples", file=sys.stdout)
+
+    def update(self, iteration, n_exemplars, n_changed):
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self.last >= self.interval:
+            self.last = now
+            print(
+                f"[fastap] iteration {iteration + 1}: {n_exemplars} exemplars, "
+                f"{n_changed} changed, {now - self.started:.1f} s",
+                file=sys.stdout,
+            )
+
+
+def _assign_clusters(S, is_exemplar, n_threads):
+    """Exemplar flags -> (cluster_centers_indices, labels), as scikit-learn."""
+    n = S.shape[0]
+    exemplars = np.flatnonzero(is_exemplar)
+    if exemplars.size == 0:
+        return np.array([], dtype=np.intp), np.full(n, -1, dtype=np.intp)
+    labels = np.empty(n, dtype=np.intp)
+    column_sums = np.empty(n, dtype=S.dtype)
+    assign.nearest_exemplar(S, exemplars, labels)
+    assign.within_cluster_column_sums(S, labels, column_sums)
+    # First member with the largest within-cluster column sum (np.argmax).
+    order = np.lexsort((np.arange(n), -column_sums, labels))
+    first_of_cluster = np.r_[True, labels[order[1:]] != labels[order[:-1]]]
+    exemplars = order[first_of_cluster]
+    assign.nearest_exemplar(S, exemplars, labels)
+    labels = exemplars[labels]
+    cluster_centers_indices = np.unique(labels)
+    return cluster_centers_indices, np.searchsorted(cluster_centers_indices, labels)
+
+
+def run_affinity_propagation(
+    S,
+    preference,
+    *,
+    damping,
+    max_iter,
+    convergence_iter,
+    random_state,
+    n_threads,
+    verbose=False,
+    messages_out=None,
+):
+    """Affinity Propagation on a similarity matrix, in place.
+
+    Parameters
+    ----------
+    S : ndarray of shape (n_samples, n_samples), C order, float32 or float64
+        Finite similarities. Overwritten as scikit-learn overwrites its
+        ``affinity_matrix_``: preferences on the diagonal plus noise.
+    preference : ndarray, 0-d or of shape (n_samples,)
+        Finite preferences (already validated).
+    damping, max_iter, convergence_iter, verbose
+        As in :class:`fastap.AffinityPropagation`.
+    random_state : numpy.random.RandomState
+    n_threads : int
+        Threads for the parallel kernels (the caller sets Numba's count).
+    messages_out : dict or None
+        When a dict, receives the final ``"responsibility"`` and
+        ``"availability"`` matrices (completed to the end of the last
+        iteration).
+
+    Returns
+    -------
+    FitResult
+    """
+    n = S.shape[0]
+    dtype = S.dtype.type
+    if n == 1 or _has_equal_similarities_and_preferences(S, preference):
+        warnings.warn(
+            "All samples have mutually equal similarities. Returning arbitrary cluster center(s)."
+        )
+        if preference.flat[0] > S.flat[n - 1]:
+            return FitResult(np.arange(n), np.arange(n), 0, True)
+        return FitResult(np.array([0]), np.zeros(n, dtype=np.intp), 0, True)
+
+    S.flat[:: n + 1] = preference
+    _add_degeneracy_noise(S, random_state)
+
+    R = np.zeros_like(S)
+    A = np.zeros_like(S)
+    col_sum = np.zeros(n, dtype=S.dtype)
+    col_sum_acc = np.zeros(n, dtype=np.float64)
+    is_exemplar = np.zeros(n, dtype=np.bool_)
+    parallel = n_threads > 1 and n >= PARALLEL_MIN_SAMPLES
+    n_scratch_rows = n_threads if parallel else 1
+    row_values = np.empty((n_scratch_rows, n), dtype=S.dtype)
+    row_bits = row_values.view(np.int64 if S.dtype.itemsize == 8 else np.int32)
+    block_rows = _block_rows(n, S.dtype.itemsize, n_threads)
+    damping_ = dtype(damping)
+    one_minus_damping = dtype(1 - damping)  # as scikit-learn: 1 - d in float64 first
+
+    progress = _Progress(verbose, n)
+    unchanged_run = 0
+    converged = False
+    iteration = 0
+    for iteration in range(max_iter):
+        finish_previous = iteration > 0
+        if parallel:
+            messages.update_messages_parallel(
+                S, A, R, col_sum, col_sum_acc, damping_, one_minus_damping, finish_previous,
+                row_values, row_bits, block_rows,
+            )
+        else:
+            messages.update_messages_serial(
+                S, A, R, col_sum, col_sum_acc, damping_, one_minus_damping, finish_previous,
+                row_values, row_bits,
+            )
+        n_exemplars, n_changed = messages.finish_iteration(
+            A, R, col_sum, col_sum_acc, damping_, one_minus_damping, is_exemplar
+        )
+        # scikit-learn's test: the exemplar flags have been identical for the
+        # last convergence_iter iterations, checked from iteration
+        # convergence_iter on.
+        unchanged_run = unchanged_run + 1 if (iteration > 0 and n_changed == 0) else 1
+        progress.update(iteration, n_exemplars, n_changed)
+        if iteration >= convergence_iter and unchanged_run >= convergence_iter and n_exemplars > 0:
+            converged = True
+            break
+
+    if verbose:
+        print(f"Converged after {iteration} iterations." if converged else "Did not converge")
+
+    if messages_out is not None:
+        messages.complete_availability(A, R, col_sum, damping_, one_minus_damping)
+        messages_out["responsibility"] = R
+        messages_out["availability"] = A
+    del R, A
+
+    cluster_centers_indices, labels = _assign_clusters(S, is_exemplar, n_threads)
+    if cluster_centers_indices.size > 0:
+        if not converged:
+            warnings.warn(
+                "Affinity propagation did not converge, this model may return degenerate "
+                "cluster centers and labels.",
+                ConvergenceWarning,
+            )
+    else:
+        warnings.warn(
+            "Affinity propagation did not converge and this model will not have any "
+            "cluster centers.",
+            ConvergenceWarning,
+        )
+    return FitResult(cluster_centers_indices, labels, iteration + 1, converged)

@@ -1,0 +1,285 @@
+"""The message updates of Affinity Propagation: responsibility and availability.
+
+This module is the one place where ``R`` (responsibility) and ``A``
+(availability) are updated. Frey & Dueck (2007) define, with damping ``d``:
+
+* responsibility ::
+
+      R_new(i, k) = S(i, k) - max_{k' != k} (A(i, k') + S(i, k'))
+      R(i, k)     = d * R(i, k) + (1 - d) * R_new(i, k)
+
+* availability, with ``Rp(i, k) = max(R(i, k), 0)`` off the diagonal and
+  ``Rp(k, k) = R(k, k)``, and column sums ``col_sum(k) = sum_i Rp(i, k)`` ::
+
+      A_new(i, k) = min(0, col_sum(k) - Rp(i, k))    for i != k
+      A_new(k, k) = col_sum(k) - R(k, k)
+      A(i, k)     = d * A(i, k) + (1 - d) * A_new(i, k)
+
+Every floating-point operation is written in the order scikit-learn's NumPy
+code performs it (``A*d - t*(1-d)``, ``R*d + (S - Y)*(1-d)``, column sums
+added row 0, 1, 2, ...), so float64 results are bitwise identical to
+scikit-learn's for any number of threads.
+
+How one iteration is fused
+--------------------------
+Iteration ``t`` needs ``A`` of iteration ``t - 1`` complete before its
+responsibility update, and that ``A`` needs the column sums of the whole
+``R`` of iteration ``t - 1``. One pass over the rows therefore does, for
+row ``i``:
+
+1. finish the off-diagonal availability of iteration ``t - 1`` for row ``i``
+   (it needs only ``R(i, :)`` and the column sums of the previous pass);
+2. search ``A(i, :) + S(i, :)`` for its maximum, its first arg-maximum and
+   the second maximum;
+3. update the responsibility row ``R(i, :)``;
+4. add ``Rp(i, :)`` to the column sums of this iteration.
+
+The diagonal of ``A`` (needed for the exemplar test) is updated afterwards in
+O(N) by :func:`finish_iteration`. ``S``, ``R`` and ``A`` stream through memory
+about once per iteration: read ``S``, ``A``, ``R``; write ``A``, ``R``.
+
+Memory layout
+-------------
+``S``, ``R`` and ``A`` are C-contiguous ``(n, n)`` arrays of one float dtype
+(float32 or float64). Column sums are accumulated in float64 in
+``col_sum_acc`` and rounded once per iteration into ``col_sum`` (message
+dtype). ``row_values`` is a per-thread scratch row of the message dtype and
+``row_bits`` is the same memory viewed as signed integers of the same width.
+
+References
+----------
+B. J. Frey and D. Dueck, "Clustering by Passing Messages Between Data
+Points", Science 315 (2007), 972-976.
+"""
+
+import numpy as np
+from numba import prange
+
+from fastap._kernels._jit import parallel_kernel, serial_kernel
+from fastap._kernels._order import order_key
+
+# --------------------------------------------------------------------------
+# Row search: max, first arg-max and second max of A(i, :) + S(i, :).
+#
+# A float compare chain does not vectorize in Numba (the compiler may not
+# reorder float max without "no-NaN" flags, which AP's -inf sentinels rule
+# out); it cost ~0.6 ns per element, as much as streaming the row from
+# memory. Integer reductions do vectorize, so the row is searched on
+# order-preserving integer keys (see _order.py). "+ 0" when the row is
+# written turns -0.0 into +0.0, so equal floats have equal keys.
+# --------------------------------------------------------------------------
+
+
+@serial_kernel
+def _max_key(row_bits, start, stop):
+    top = np.iinfo(row_bits.dtype).min
+    for k in range(start, stop):
+        top = max(top, order_key(row_bits[k]))
+    return top
+
+
+@serial_kernel
+def _first_index_of_key(row_bits, key):
+    n = row_bits.size
+    first = n
+    for k in range(n):
+        first = min(first, k if order_key(row_bits[k]) == key else n)
+    return first
+
+
+@serial_kernel
+def _search_row(row_values, row_bits):
+    """Return ``(best_index, best_value, second_value)`` of a row.
+
+    ``best_index`` is the first index of the maximum (as ``np.argmax``) and
+    ``second_value`` the maximum over all other indices (equal to
+    ``best_value`` on ties). ``row_values[best_index]`` is overwritten.
+    """
+    n = row_values.size
+    best_key = _max_key(row_bits, 0, n)
+    best_index = _first_index_of_key(row_bits, best_key)
+    second_key = max(_max_key(row_bits, 0, best_index), _max_key(row_bits, best_index + 1, n))
+    best_value = row_values[best_index]
+    # Turn the key back into a float through the shared memory of the row.
+    row_bits[best_index] = order_key(second_key)
+    second_value = row_values[best_index]
+    return best_index, best_value, second_value
+
+
+# --------------------------------------------------------------------------
+# One row of the fused pass.
+# --------------------------------------------------------------------------
+
+
+@serial_kernel
+def _finish_availability_row(i, A_row, R_row, col_sum, damping, one_minus_damping):
+    """Off-diagonal availability update of row ``i`` (the diagonal is kept)."""
+    zero = A_row.dtype.type(0)
+    diagonal = A_row[i]
+    for k in range(A_row.size):
+        positive_r = max(R_row[k], zero)
+        clipped = max(positive_r - col_sum[k], zero)
+        A_row[k] = A_row[k] * damping - clipped * one_minus_damping
+    A_row[i] = diagonal
+
+
+@serial_kernel
+def _update_row(
+    i, S_row, A_row, R_row, col_sum, damping, one_minus_damping, finish_previous, row_values, row_bits
+):
+    """Steps 1-3 of the fused pass for row ``i`` (see the module docstring)."""
+    n = S_row.size
+    zero = S_row.dtype.type(0)
+    if finish_previous:
+        diagonal = A_row[i]
+        for k in range(n):
+            positive_r = max(R_row[k], zero)
+            clipped = max(positive_r - col_sum[k], zero)
+            a = A_row[k] * damping - clipped * one_minus_damping
+            A_row[k] = a
+            row_values[k] = a + S_row[k] + zero
+        A_row[i] = diagonal
+        row_values[i] = diagonal + S_row[i] + zero
+    else:
+        for k in range(n):
+            row_values[k] = A_row[k] + S_row[k] + zero
+
+    best_index, best_value, second_value = _search_row(row_values, row_bits)
+
+    # Responsibility update; the arg-max column uses the second maximum.
+    r_at_best = R_row[best_index]
+    for k in range(n):
+        R_row[k] = R_row[k] * damping + (S_row[k] - best_value) * one_minus_damping
+    R_row[best_index] = r_at_best * damping + (S_row[best_index] - second_value) * one_minus_damping
+
+
+@serial_kernel
+def _add_positive_part(i, R_row, col_sum_acc, start, stop):
+    """Step 4 on columns ``[start, stop)``: add ``Rp(i, k)`` to ``col_sum_acc``."""
+    zero = R_row.dtype.type(0)
+    low = min(max(i, start), stop)
+    high = max(min(i + 1, stop), start)
+    for k in range(start, low):
+        col_sum_acc[k] += max(R_row[k], zero)
+    for k in range(low, high):  # the diagonal, when it lies in range
+        col_sum_acc[k] += R_row[k]
+    for k in range(high, stop):
+        col_sum_acc[k] += max(R_row[k], zero)
+
+
+# --------------------------------------------------------------------------
+# Whole passes.
+# --------------------------------------------------------------------------
+
+
+@serial_kernel
+def update_messages_serial(
+    S, A, R, col_sum, col_sum_acc, damping, one_minus_damping, finish_previous, row_values, row_bits
+):
+    """One fused AP pass on one thread.
+
+    Parameters
+    ----------
+    S : ndarray (n, n), C order, float32 or float64
+        Similarities with the preferences on the diagonal. Read only.
+    A, R : ndarray (n, n), C order, dtype of ``S``
+        Messages, overwritten in place. On return ``R`` holds this
+        iteration's responsibilities; ``A`` holds the previous iteration's
+        availabilities (completed off the diagonal when ``finish_previous``).
+    col_sum : ndarray (n,), dtype of ``S``
+        Column sums of ``Rp`` from the previous pass. Read only.
+    col_sum_acc : ndarray (n,), float64
+        Zeroed by the caller; receives this pass's column sums of ``Rp``.
+    damping, one_minus_damping : scalar of the dtype of ``S``
+    finish_previous : bool
+        False on the first iteration, where ``A`` is all zero.
+    row_values, row_bits : ndarray (1, n)
+        Scratch row (message dtype) and its integer view.
+    """
+    n = S.shape[0]
+    for i in range(n):
+        _update_row(
+            i, S[i], A[i], R[i], col_sum, damping, one_minus_damping, finish_previous,
+            row_values[0], row_bits[0],
+        )
+        _add_positive_part(i, R[i], col_sum_acc, 0, n)
+
+
+@parallel_kernel
+def update_messages_parallel(
+    S, A, R, col_sum, col_sum_acc, damping, one_minus_damping, finish_previous, row_values, row_bits,
+    block_rows,
+):
+    """One fused AP pass on ``numba.get_num_threads()`` threads.
+
+    Same arguments and results as :func:`update_messages_serial`, plus
+    ``block_rows``, and ``row_values``/``row_bits`` of shape
+    ``(n_threads, n)``.
+
+    Rows are processed in blocks of ``block_rows``. Within a block, task
+    ``t`` owns a contiguous share of the rows and scratch row ``t`` (steps
+    1-3). Then each column chunk is owned by one task, which adds the block's
+    rows in increasing row order (step 4) while they are still in cache. No
+    float is ever accumulated by two tasks, and every column sum is added in
+    row order 0, 1, 2, ..., so the result is bitwise that of the serial
+    kernel for any thread count.
+    """
+    n = S.shape[0]
+    n_tasks = row_values.shape[0]
+    n_chunks = min(n, 4 * n_tasks)
+    for block_start in range(0, n, block_rows):
+        block_stop = min(block_start + block_rows, n)
+        block_size = block_stop - block_start
+        for task in prange(n_tasks):
+            first_row = block_start + task * block_size // n_tasks
+            last_row = block_start + (task + 1) * block_size // n_tasks
+            for i in range(first_row, last_row):
+                _update_row(
+                    i, S[i], A[i], R[i], col_sum, damping, one_minus_damping, finish_previous,
+                    row_values[task], row_bits[task],
+                )
+        for chunk in prange(n_chunks):
+            start = chunk * n // n_chunks
+            stop = (chunk + 1) * n // n_chunks
+            for i in range(block_start, block_stop):
+                _add_positive_part(i, R[i], col_sum_acc, start, stop)
+
+
+@serial_kernel
+def finish_iteration(A, R, col_sum, col_sum_acc, damping, one_minus_damping, is_exemplar):
+    """Close an iteration in O(n): diagonal availabilities and exemplar flags.
+
+    Rounds ``col_sum_acc`` into ``col_sum`` (then zeroes ``col_sum_acc`` for
+    the next pass), updates ``A(k, k)`` and sets
+    ``is_exemplar[k] = A(k, k) + R(k, k) > 0`` in place.
+
+    Returns
+    -------
+    n_exemplars : int
+    n_changed : int
+        Number of samples whose exemplar flag differs from its previous value.
+    """
+    n = A.shape[0]
+    n_exemplars = 0
+    n_changed = 0
+    for k in range(n):
+        col_sum[k] = col_sum_acc[k]
+        col_sum_acc[k] = 0.0
+        A[k, k] = A[k, k] * damping - (R[k, k] - col_sum[k]) * one_minus_damping
+        exemplar = A[k, k] + R[k, k] > 0
+        n_exemplars += exemplar
+        n_changed += exemplar != is_exemplar[k]
+        is_exemplar[k] = exemplar
+    return n_exemplars, n_changed
+
+
+@parallel_kernel
+def complete_availability(A, R, col_sum, damping, one_minus_damping):
+    """Finish the off-diagonal availabilities of the last iteration.
+
+    After the loop, ``A`` is complete on its diagonal only; this brings the
+    whole matrix to the state scikit-learn's loop ends in (for warm starts
+    and for inspecting the messages). Rows are independent.
+    """
+    for i in prange(A.shape[0]):
+        _finish_availability_row(i, A[i], R[i], col_sum, damping, one_minus_damping)

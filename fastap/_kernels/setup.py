@@ -1,0 +1,176 @@
+"""Set-up kernels: similarity, median preference, degeneracy noise, checks.
+
+Each works in place on the ``(n, n)`` similarity buffer or reads it once,
+so set-up never holds an extra N x N temporary (scikit-learn holds up to
+six N x N float64 arrays here).
+"""
+
+import numpy as np
+from numba import prange
+
+from fastap._kernels._jit import parallel_kernel, serial_kernel
+from fastap._kernels._order import order_key
+
+
+@parallel_kernel
+def negative_squared_distances_from_gram(S, squared_norms):
+    """Turn a Gram matrix ``X @ X.T`` into ``-||x_i - x_j||^2`` in place.
+
+    The operations and their order are those of scikit-learn's
+    ``-euclidean_distances(X, squared=True)`` (``-2 * G + |x_i|^2 + |x_j|^2``,
+    clipped at 0, zero diagonal, negated), so the result is bitwise equal.
+    """
+    n = S.shape[0]
+    zero = S.dtype.type(0)
+    minus_two = S.dtype.type(-2)
+    for i in prange(n):
+        row = S[i]
+        norm_i = squared_norms[i]
+        for j in range(n):
+            distance = minus_two * row[j] + norm_i
+            distance = distance + squared_norms[j]
+            row[j] = -max(distance, zero)
+        row[i] = -zero
+
+
+@parallel_kernel
+def negate_in_place(S):
+    """``S = -S`` row by row."""
+    for i in prange(S.shape[0]):
+        row = S[i]
+        for j in range(row.size):
+            row[j] = -row[j]
+
+
+@serial_kernel
+def add_degeneracy_noise(S_rows, noise, epsilon, tiny_times_100):
+    """``S += (eps * S + tiny * 100) * noise`` on a block of rows, in place.
+
+    ``noise`` is float64 standard normal (as scikit-learn draws it). For
+    float32 ``S`` the coefficient is computed in float32 and the sum in
+    float64, then rounded to float32: exactly what NumPy does for
+    ``S += (eps * S + tiny * 100) * noise`` on a float32 ``S``.
+    """
+    rows, n = S_rows.shape
+    for i in range(rows):
+        for j in range(n):
+            s = S_rows[i, j]
+            coefficient = epsilon * s + tiny_times_100
+            S_rows[i, j] = s + coefficient * noise[i, j]
+
+
+@parallel_kernel
+def off_diagonal_all_equal(S):
+    """True when every off-diagonal entry equals ``S[0, 1]`` (n >= 2)."""
+    n = S.shape[0]
+    reference = S[0, 1]
+    n_tasks = min(n, 64)
+    differs = np.zeros(n_tasks, dtype=np.bool_)
+    for task in prange(n_tasks):
+        for i in range(task * n // n_tasks, (task + 1) * n // n_tasks):
+            row = S[i]
+            found = False
+            for j in range(n):
+                found |= (row[j] != reference) & (j != i)
+            if found:
+                differs[task] = True
+                break
+    return not differs.any()
+
+
+# --------------------------------------------------------------------------
+# Exact median without copying S: radix selection on order-preserving keys.
+# --------------------------------------------------------------------------
+
+_RADIX_BITS = 16
+_RADIX_SIZE = 1 << _RADIX_BITS
+
+
+@parallel_kernel
+def _digit_histogram(S_bits, prefix, shift, n_tasks):
+    """Histogram of the 16-bit digit at ``shift`` among keys whose higher
+    bits equal ``prefix``; per-task counts summed at the end (integers, so
+    the order does not matter)."""
+    n_rows = S_bits.shape[0]
+    counts = np.zeros((n_tasks, _RADIX_SIZE), dtype=np.int64)
+    width = S_bits.itemsize * 8
+    whole_key = shift + _RADIX_BITS >= width
+    top_shift = min(shift + _RADIX_BITS, width - 1)  # a shift by >= width is undefined
+    for task in prange(n_tasks):
+        task_counts = counts[task]
+        for i in range(task * n_rows // n_tasks, (task + 1) * n_rows // n_tasks):
+            row = S_bits[i]
+            for j in range(row.size):
+                key = order_key(row[j])
+                if whole_key or (key >> top_shift) == prefix:
+                    task_counts[(key >> shift) & (_RADIX_SIZE - 1)] += 1
+    return counts.sum(axis=0)
+
+
+@parallel_kernel
+def _count_not_above_and_next(S_bits, key, n_tasks):
+    """Number of keys <= ``key`` and the smallest key above it."""
+    n_rows = S_bits.shape[0]
+    not_above = np.zeros(n_tasks, dtype=np.int64)
+    above = np.full(n_tasks, np.iinfo(S_bits.dtype).max, dtype=S_bits.dtype)
+    for task in prange(n_tasks):
+        count = 0
+        smallest = np.iinfo(S_bits.dtype).max
+        for i in range(task * n_rows // n_tasks, (task + 1) * n_rows // n_tasks):
+            row = S_bits[i]
+            for j in range(row.size):
+                k = order_key(row[j])
+                count += k <= key
+                smallest = min(smallest, k if k > key else smallest)
+        not_above[task] = count
+        above[task] = smallest
+    return not_above.sum(), above.min()
+
+
+def _select_key(S_bits, rank, n_tasks):
+    """Key of the element of 0-based ``rank`` in sorted order (radix select)."""
+    width = S_bits.itemsize * 8
+    prefix = 0
+    for shift in range(width - _RADIX_BITS, -1, -_RADIX_BITS):
+        counts = _digit_histogram(S_bits, prefix, shift, n_tasks)
+        if shift == width - _RADIX_BITS:
+            # The top digit carries the sign: visit it in signed order.
+            order = np.r_[np.arange(_RADIX_SIZE // 2, _RADIX_SIZE), np.arange(_RADIX_SIZE // 2)]
+        else:
+            order = np.arange(_RADIX_SIZE)
+        cumulative = np.cumsum(counts[order])
+        position = int(np.searchsorted(cumulative, rank, side="right"))
+        digit = int(order[position])
+        rank -= int(cumulative[position - 1]) if position > 0 else 0
+        if shift == width - _RADIX_BITS:
+            prefix = digit - _RADIX_SIZE if digit >= _RADIX_SIZE // 2 else digit
+        else:
+            prefix = (prefix << _RADIX_BITS) | digit
+    return prefix
+
+
+def _key_to_value(key, dtype):
+    bits_type = np.int64 if np.dtype(dtype).itemsize == 8 else np.int32
+    bits = np.array([key], dtype=bits_type)
+    return (bits ^ ((bits >> (bits.itemsize * 8 - 1)) & np.iinfo(bits_type).max)).view(dtype)[0]
+
+
+def median_of_matrix(S, n_tasks):
+    """Exactly ``np.median(S)`` for a finite, C-contiguous float matrix,
+    without the N x N copy ``np.median`` makes.
+
+    Radix selection over order-preserving integer keys: a few read-only
+    passes over ``S`` with 16-bit digit histograms.
+    """
+    dtype = S.dtype
+    S_bits = S.view(np.int64 if dtype.itemsize == 8 else np.int32)
+    size = S.size
+    low_rank = (size - 1) // 2
+    low_key = _select_key(S_bits, low_rank, n_tasks)
+    low = _key_to_value(low_key, dtype)
+    if size % 2 == 1:
+        return dtype.type(low)
+    not_above, next_key = _count_not_above_and_next(S_bits, S_bits.dtype.type(low_key), n_tasks)
+    high = low if not_above > low_rank + 1 else _key_to_value(next_key, dtype)
+    # np.median averages the two middle values in the array's dtype.
+    return dtype.type((dtype.type(low) + dtype.type(high)) / dtype.type(2))

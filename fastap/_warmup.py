@@ -1,0 +1,31 @@
+"""Compile (or load from the on-disk cache) every kernel a fit uses."""
+
+import warnings
+
+import numpy as np
+
+
+def warmup(dtypes=("float64", "float32")):
+    """Compile fastap's kernels for ``dtypes`` and store them in Numba's cache.
+
+    The first fit in a fresh environment otherwise waits for compilation
+    (about 10-20 s per dtype); later processes load the cached machine code.
+
+    Parameters
+    ----------
+    dtypes : sequence of {"float64", "float32"}, default=("float64", "float32")
+
+    Returns
+    -------
+    None
+    """
+    from fastap._engine import PARALLEL_MIN_SAMPLES
+    from fastap._estimator import AffinityPropagation
+
+    rng = np.random.RandomState(0)
+    for dtype in dtypes:
+        for n_samples in (8, PARALLEL_MIN_SAMPLES):  # the serial and the parallel path
+            X = rng.standard_normal((n_samples, 2)).astype(dtype)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                AffinityPropagation(max_iter=3, random_state=0, n_jobs=2).fit(X)

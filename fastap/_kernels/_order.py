@@ -33,3 +33,40 @@ def _order_key_kernel(bits):
         return bits ^ ((bits >> sign_shift) & magnitude)
 
     return implementation
+
+
+def lowest_key_like(bits):
+    """The smallest integer of the type of ``bits`` (a typed sentinel)."""
+    return np.iinfo(bits.dtype).min
+
+
+@overload(lowest_key_like, jit_options={"cache": True})
+def _lowest_key_like_kernel(bits):
+    if bits == types.int32:
+        lowest = np.int32(np.iinfo(np.int32).min)
+    elif bits == types.int64:
+        lowest = np.int64(np.iinfo(np.int64).min)
+    else:
+        return None
+
+    def implementation(bits):
+        return lowest
+
+    return implementation
+
+
+def bits_view(values):
+    """The float array ``values`` viewed as signed integers of the same width."""
+    return values.view(np.int64 if values.dtype.itemsize == 8 else np.int32)
+
+
+@overload(bits_view, jit_options={"cache": True})
+def _bits_view_kernel(values):
+    # Viewed inside the kernel rather than passed in as a second argument:
+    # two arguments sharing memory break the compiler's no-alias assumption.
+    bits_type = np.int64 if values.dtype.bitwidth == 64 else np.int32
+
+    def implementation(values):
+        return values.view(bits_type)
+
+    return implementation

@@ -1,0 +1,154 @@
+"""Each kernel against the plain NumPy reference (tests/reference_ap.py)."""
+
+import numba
+import numpy as np
+import pytest
+from reference_ap import (
+    iterate,
+    negative_squared_euclidean,
+    place_preference_and_noise,
+)
+
+from fastap import _engine
+from fastap._kernels import setup
+from tests.conftest import blobs, similarity
+
+MAX_THREADS = numba.config.NUMBA_NUM_THREADS
+
+
+def engine_messages(S, preference, n_iter, damping, n_threads, parallel, block_bytes, monkeypatch):
+    """Run fastap's loop for exactly ``n_iter`` iterations; return (R, A, flags)."""
+    monkeypatch.setattr(_engine, "PARALLEL_MIN_SAMPLES", 0 if parallel else 10**9)
+    monkeypatch.setattr(_engine, "_BLOCK_BYTES", block_bytes)
+    S = S.copy()
+    out = {}
+    with _engine.numba_threads(min(n_threads, MAX_THREADS)):
+        _engine.run_affinity_propagation(
+            S, np.asarray(preference, dtype=S.dtype), damping=damping, max_iter=n_iter,
+            convergence_iter=n_iter + 1, random_state=np.random.RandomState(0),
+            n_threads=n_threads, messages_out=out,
+        )
+    R, A = out["responsibility"], out["availability"]
+    return R, A, (np.diag(A) + np.diag(R)) > 0, S
+
+
+def reference_messages(S, preference, n_iter, damping, dtype):
+    S = place_preference_and_noise(S.astype(dtype), preference, np.random.RandomState(0))
+    return (*iterate(S, n_iter, damping), S)
+
+
+@pytest.mark.parametrize("parallel, n_threads, block_bytes", [
+    (False, 1, 1 << 18), (True, 2, 1 << 18), (True, 2, 1), (True, 3, 1 << 12),
+], ids=["serial", "parallel", "parallel-tiny-blocks", "parallel-3-tasks"])
+@pytest.mark.parametrize("n_iter", [1, 2, 7])
+def test_messages_match_reference_float64_bitwise(parallel, n_threads, block_bytes, n_iter, monkeypatch):
+    X = blobs(97, centers=4, random_state=3)
+    S = similarity(X)
+    preference = np.median(S)
+    R, A, flags, S_noisy = engine_messages(
+        S, preference, n_iter, 0.6, n_threads, parallel, block_bytes, monkeypatch)
+    R_ref, A_ref, flags_ref, S_ref = reference_messages(S, preference, n_iter, 0.6, np.float64)
+    np.testing.assert_array_equal(S_noisy, S_ref)
+    np.testing.assert_array_equal(R, R_ref)
+    np.testing.assert_array_equal(A, A_ref)
+    np.testing.assert_array_equal(flags, flags_ref)
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_messages_float32_close_to_float64_reference(parallel, monkeypatch):
+    X = blobs(120, centers=3, random_state=1)
+    S = similarity(X)
+    preference = np.median(S)
+    R, A, flags, _ = engine_messages(
+        S.astype(np.float32), preference, 6, 0.5, 2, parallel, 1 << 12, monkeypatch)
+    assert R.dtype == A.dtype == np.float32
+    R_ref, A_ref, flags_ref, _ = reference_messages(S, preference, 6, 0.5, np.float64)
+    scale = np.abs(S).max()
+    np.testing.assert_allclose(R, R_ref, atol=1e-5 * scale, rtol=0)
+    np.testing.assert_allclose(A, A_ref, atol=1e-5 * scale, rtol=0)
+    np.testing.assert_array_equal(flags, flags_ref)
+
+
+def test_float32_column_sums_are_accumulated_in_float64(monkeypatch):
+    # A float32 accumulator over many rows loses precision; the float64 one
+    # stays within float32 rounding of the float64 reference.
+    rng = np.random.RandomState(0)
+    S = -rng.uniform(1.0, 2.0, size=(600, 600))
+    R, A, _, _ = engine_messages(S.astype(np.float32), -1.5, 3, 0.5, 2, True, 1 << 14, monkeypatch)
+    R_ref, A_ref, _, _ = reference_messages(S, -1.5, 3, 0.5, np.float64)
+    np.testing.assert_allclose(A, A_ref, atol=2e-6 * 600, rtol=1e-6)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_results_bitwise_independent_of_threads(n_threads, float_dtype, monkeypatch):
+    S = similarity(blobs(150, centers=5, random_state=7)).astype(float_dtype)
+    preference = np.median(S)
+    serial = engine_messages(S, preference, 9, 0.5, 1, False, 1 << 18, monkeypatch)
+    threaded = engine_messages(S, preference, 9, 0.5, n_threads, True, 1 << 13, monkeypatch)
+    for a, b in zip(serial, threaded):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_row_search_ties_pick_first_index_and_second_equal(monkeypatch):
+    # Identical samples make A + S tie exactly; the arg-max must be the first
+    # index (np.argmax) and the second maximum the tied value.
+    X = np.repeat(np.arange(6.0)[:, None], 5, axis=0)
+    S = similarity(X)
+    R, A, flags, _ = engine_messages(S, -10.0, 4, 0.5, 2, True, 1 << 10, monkeypatch)
+    R_ref, A_ref, flags_ref, _ = reference_messages(S, -10.0, 4, 0.5, np.float64)
+    np.testing.assert_array_equal(R, R_ref)
+    np.testing.assert_array_equal(A, A_ref)
+
+
+@pytest.mark.parametrize("shape_seed", range(6))
+def test_median_of_matrix_equals_numpy(shape_seed, float_dtype):
+    rng = np.random.RandomState(shape_seed)
+    n = [1, 2, 3, 10, 31, 64][shape_seed]
+    S = (rng.standard_normal((n, n)) * 10 ** rng.randint(-3, 4)).astype(float_dtype)
+    if shape_seed % 2:
+        S[rng.rand(n, n) < 0.4] = 0.0  # many ties, zeros of both signs
+        S[rng.rand(n, n) < 0.2] = -0.0
+    expected = np.median(S)
+    for n_tasks in (1, 2, 5):
+        got = setup.median_of_matrix(S, n_tasks)
+        assert got.dtype == S.dtype
+        assert got == expected, (got, expected)
+
+
+def test_median_handles_extreme_values(float_dtype):
+    info = np.finfo(float_dtype)
+    S = np.array([[info.max, -info.max], [info.tiny, -info.tiny]], dtype=float_dtype)
+    assert setup.median_of_matrix(S, 2) == np.median(S)
+    S = np.full((4, 4), 3.5, dtype=float_dtype)
+    assert setup.median_of_matrix(S, 2) == 3.5
+
+
+def test_negative_squared_euclidean_float64_is_bitwise_sklearn():
+    X = blobs(211, centers=3, n_features=5, random_state=2)
+    S = _engine.negative_squared_euclidean(X, np.float64)
+    np.testing.assert_array_equal(S, similarity(X))
+    np.testing.assert_allclose(S, negative_squared_euclidean(X), rtol=1e-10, atol=1e-8)
+
+
+def test_negative_squared_euclidean_float32_matches_sklearn():
+    X = blobs(90, random_state=2, dtype=np.float32)
+    S = _engine.negative_squared_euclidean(X, np.float32)
+    assert S.dtype == np.float32
+    np.testing.assert_array_equal(S, similarity(X))
+
+
+def test_noise_by_blocks_equals_one_full_draw(float_dtype, monkeypatch):
+    monkeypatch.setattr(_engine, "_NOISE_BLOCK_ELEMENTS", 50)  # many blocks
+    S = similarity(blobs(40, random_state=4)).astype(float_dtype)
+    ours = S.copy()
+    _engine._add_degeneracy_noise(ours, np.random.RandomState(9))
+    theirs = place_preference_and_noise(S.copy(), np.diag(S), np.random.RandomState(9))
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_off_diagonal_all_equal():
+    S = np.full((5, 5), 2.0)
+    S.flat[::6] = [1, 2, 3, 4, 5]
+    assert setup.off_diagonal_all_equal(S)
+    S[4, 3] = 2.0000001
+    assert not setup.off_diagonal_all_equal(S)

@@ -1,6 +1,12 @@
-import numpy as np
-import pytest
-from sklearn.datasets import make_blobs
+import os
+
+# scikit-learn's estimator checks run their array-API check (with NumPy
+# arrays) only when SciPy was imported with this set; otherwise they skip it.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from sklearn.datasets import make_blobs  # noqa: E402
 
 
 @pytest.fixture(params=[np.float64, np.float32], ids=["float64", "float32"])

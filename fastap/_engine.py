@@ -270,6 +270,7 @@ def run_affinity_propagation(
     parallel = n_threads > 1 and n >= PARALLEL_MIN_SAMPLES
     n_scratch_rows = n_threads if parallel else 1
     row_values = np.empty((n_scratch_rows, n), dtype=S.dtype)
+    chunk_top = np.empty((n_scratch_rows, n // 256 + 1), dtype=np.int64)
     block_rows = _block_rows(n, S.dtype.itemsize, n_threads)
     damping_ = dtype(damping)
     one_minus_damping = dtype(1 - damping)  # as scikit-learn: 1 - d in float64 first
@@ -283,12 +284,12 @@ def run_affinity_propagation(
         if parallel:
             messages.update_messages_parallel(
                 S, A, R, col_sum, col_sum_acc, damping_, one_minus_damping, finish_previous,
-                row_values, block_rows,
+                row_values, chunk_top, block_rows,
             )
         else:
             messages.update_messages_serial(
                 S, A, R, col_sum, col_sum_acc, damping_, one_minus_damping, finish_previous,
-                row_values,
+                row_values, chunk_top,
             )
         n_exemplars, n_changed = messages.finish_iteration(
             A, R, col_sum, col_sum_acc, damping_, one_minus_damping, is_exemplar

@@ -35,21 +35,21 @@ def _order_key_kernel(bits):
     return implementation
 
 
-def lowest_key_like(bits):
-    """The smallest integer of the type of ``bits`` (a typed sentinel)."""
-    return np.iinfo(bits.dtype).min
+def lowest_key_like(bits_array):
+    """The smallest integer of the dtype of ``bits_array`` (a typed sentinel)."""
+    return np.iinfo(bits_array.dtype).min
 
 
 @overload(lowest_key_like, jit_options={"cache": True})
-def _lowest_key_like_kernel(bits):
-    if bits == types.int32:
+def _lowest_key_like_kernel(bits_array):
+    if bits_array.dtype == types.int32:
         lowest = np.int32(np.iinfo(np.int32).min)
-    elif bits == types.int64:
+    elif bits_array.dtype == types.int64:
         lowest = np.int64(np.iinfo(np.int64).min)
     else:
         return None
 
-    def implementation(bits):
+    def implementation(bits_array):
         return lowest
 
     return implementation

@@ -69,36 +69,64 @@ from fastap._kernels._order import bits_view, lowest_key_like, order_key
 # --------------------------------------------------------------------------
 
 
+# Helpers take slices rather than (start, stop) bounds: with an offset index
+# Numba cannot prove the index non-negative, keeps its wraparound branch and
+# the loop does not vectorize (0.4 vs 0.13 ns per element).
+
+
 @serial_kernel
-def _max_key(row_bits, start, stop):
-    top = lowest_key_like(row_bits[0])
-    for k in range(start, stop):
-        top = max(top, order_key(row_bits[k]))
+def _max_key(segment_bits):
+    top = lowest_key_like(segment_bits)
+    for k in range(segment_bits.size):
+        top = max(top, order_key(segment_bits[k]))
     return top
 
 
 @serial_kernel
-def _first_index_of_key(row_bits, key):
-    n = row_bits.size
+def _first_index_of_key(segment_bits, key):
+    n = segment_bits.size
     first = n
     for k in range(n):
-        first = min(first, k if order_key(row_bits[k]) == key else n)
+        first = min(first, k if order_key(segment_bits[k]) == key else n)
     return first
 
 
+# The row is searched in chunks: one vectorized pass records each chunk's
+# maximum; the arg-maximum and the second maximum then need only the chunk
+# maxima and one chunk (three full passes cost twice as much).
+_SEARCH_CHUNK = 256
+
+
 @serial_kernel
-def _search_row(row_values):
+def _search_row(row_values, chunk_top):
     """Return ``(best_index, best_value, second_value)`` of a row.
 
     ``best_index`` is the first index of the maximum (as ``np.argmax``) and
     ``second_value`` the maximum over all other indices (equal to
-    ``best_value`` on ties). ``row_values[best_index]`` is overwritten.
+    ``best_value`` on ties). ``row_values[best_index]`` is overwritten;
+    ``chunk_top`` (int64, at least ``ceil(n / 256)`` long) is scratch.
     """
     n = row_values.size
     row_bits = bits_view(row_values)
-    best_key = _max_key(row_bits, 0, n)
-    best_index = _first_index_of_key(row_bits, best_key)
-    second_key = max(_max_key(row_bits, 0, best_index), _max_key(row_bits, best_index + 1, n))
+    n_chunks = (n + _SEARCH_CHUNK - 1) // _SEARCH_CHUNK
+    best_chunk = 0
+    best_key = lowest_key_like(row_bits)
+    for chunk in range(n_chunks):
+        top = _max_key(row_bits[chunk * _SEARCH_CHUNK : (chunk + 1) * _SEARCH_CHUNK])
+        chunk_top[chunk] = top
+        if top > best_key:  # strictly: the first chunk holding the maximum
+            best_key = top
+            best_chunk = chunk
+    start = best_chunk * _SEARCH_CHUNK
+    best_chunk_bits = row_bits[start : start + _SEARCH_CHUNK]
+    offset = _first_index_of_key(best_chunk_bits, best_key)
+    best_index = start + offset
+
+    second_key = max(_max_key(best_chunk_bits[:offset]), _max_key(best_chunk_bits[offset + 1 :]))
+    for chunk in range(n_chunks):
+        if chunk != best_chunk:
+            second_key = max(second_key, chunk_top[chunk])
+
     best_value = row_values[best_index]
     # Turn the key back into a float through the shared memory of the row.
     row_bits[best_index] = second_key
@@ -126,7 +154,7 @@ def _finish_availability_row(i, A_row, R_row, col_sum, damping, one_minus_dampin
 
 @serial_kernel
 def _update_row(
-    i, S_row, A_row, R_row, col_sum, damping, one_minus_damping, finish_previous, row_values
+    i, S_row, A_row, R_row, col_sum, damping, one_minus_damping, finish_previous, row_values, chunk_top
 ):
     """Steps 1-3 of the fused pass for row ``i`` (see the module docstring)."""
     n = S_row.size
@@ -145,7 +173,7 @@ def _update_row(
         for k in range(n):
             row_values[k] = A_row[k] + S_row[k] + zero
 
-    best_index, best_value, second_value = _search_row(row_values)
+    best_index, best_value, second_value = _search_row(row_values, chunk_top)
 
     # Responsibility update; the arg-max column uses the second maximum.
     r_at_best = R_row[best_index]
@@ -178,7 +206,7 @@ def _add_positive_part(diagonal_index, R_segment, col_sum_segment):
 
 @serial_kernel
 def update_messages_serial(
-    S, A, R, col_sum, col_sum_acc, damping, one_minus_damping, finish_previous, row_values
+    S, A, R, col_sum, col_sum_acc, damping, one_minus_damping, finish_previous, row_values, chunk_top
 ):
     """One fused AP pass on one thread.
 
@@ -199,25 +227,27 @@ def update_messages_serial(
         False on the first iteration, where ``A`` is all zero.
     row_values : ndarray (1, n), dtype of ``S``
         Scratch row.
+    chunk_top : ndarray (1, ceil(n / 256)), int64
+        Scratch for the row search.
     """
     n = S.shape[0]
     for i in range(n):
         _update_row(
             i, S[i], A[i], R[i], col_sum, damping, one_minus_damping, finish_previous,
-            row_values[0],
+            row_values[0], chunk_top[0],
         )
         _add_positive_part(i, R[i], col_sum_acc)
 
 
 @parallel_kernel
 def update_messages_parallel(
-    S, A, R, col_sum, col_sum_acc, damping, one_minus_damping, finish_previous, row_values, block_rows,
+    S, A, R, col_sum, col_sum_acc, damping, one_minus_damping, finish_previous, row_values, chunk_top, block_rows,
 ):
     """One fused AP pass on ``numba.get_num_threads()`` threads.
 
     Same arguments and results as :func:`update_messages_serial`, plus
-    ``block_rows``, and ``row_values`` of shape ``(n_tasks, n)``: one
-    scratch row per task.
+    ``block_rows``, and ``row_values``, ``chunk_top`` with one scratch row
+    per task.
 
     Rows are processed in blocks of ``block_rows``. Within a block, task
     ``t`` owns a contiguous share of the rows and scratch row ``t`` (steps
@@ -239,7 +269,7 @@ def update_messages_parallel(
             for i in range(first_row, last_row):
                 _update_row(
                     i, S[i], A[i], R[i], col_sum, damping, one_minus_damping, finish_previous,
-                    row_values[task],
+                    row_values[task], chunk_top[task],
                 )
         for chunk in prange(n_chunks):
             start = chunk * n // n_chunks

@@ -28,7 +28,7 @@ PARALLEL_MIN_SAMPLES = 400
 
 # Rows per block of the parallel pass: the block's responsibilities must
 # still be in cache when its column sums are added (step 4).
-_BLOCK_BYTES = 256 * 1024
+_BLOCK_BYTES = 1024 * 1024
 
 # Rows of degeneracy noise drawn at a time (about 8 MiB of float64).
 _NOISE_BLOCK_ELEMENTS = 1 << 20

@@ -153,33 +153,122 @@ def _finish_availability_row(i, A_row, R_row, col_sum, damping, one_minus_dampin
 
 
 @serial_kernel
-def _update_row(
-    i, S_row, A_row, R_row, col_sum, damping, one_minus_damping, finish_previous, row_values, chunk_top
+def _next_availability(a, r, col_sum_k, damping, one_minus_damping, zero):
+    """Off-diagonal availability update of one element (scalar)."""
+    positive_r = max(r, zero)
+    clipped = max(positive_r - col_sum_k, zero)
+    return a * damping - clipped * one_minus_damping
+
+
+@serial_kernel
+def _next_responsibility(r, s, subtracted, damping, one_minus_damping):
+    """Responsibility update of one element (scalar)."""
+    return r * damping + (s - subtracted) * one_minus_damping
+
+
+# Hot loops hold no per-element branch or index comparison (a select on
+# ``k == i`` costs 64-bit mask work on every element): the diagonal and the
+# arg-max column are saved before a loop and fixed after it.
+
+
+@serial_kernel
+def _availability_and_values(
+    i, S_row, A_row, R_row, col_sum, damping, one_minus_damping, finish_previous, row_values
 ):
-    """Steps 1-3 of the fused pass for row ``i`` (see the module docstring)."""
-    n = S_row.size
+    """Step 1 for row ``i`` alone: finish ``A(i, :)`` and form ``A + S + 0``."""
     zero = S_row.dtype.type(0)
-    if finish_previous:
-        diagonal = A_row[i]
-        for k in range(n):
-            positive_r = max(R_row[k], zero)
-            clipped = max(positive_r - col_sum[k], zero)
-            a = A_row[k] * damping - clipped * one_minus_damping
-            A_row[k] = a
-            row_values[k] = a + S_row[k] + zero
-        A_row[i] = diagonal
-        row_values[i] = diagonal + S_row[i] + zero
-    else:
-        for k in range(n):
+    if not finish_previous:  # first iteration: A is zero
+        for k in range(S_row.size):
             row_values[k] = A_row[k] + S_row[k] + zero
+        return
+    diagonal = A_row[i]  # A(i, i) is already final
+    for k in range(S_row.size):
+        a = _next_availability(A_row[k], R_row[k], col_sum[k], damping, one_minus_damping, zero)
+        A_row[k] = a
+        row_values[k] = a + S_row[k] + zero
+    A_row[i] = diagonal
+    row_values[i] = diagonal + S_row[i] + zero
 
-    best_index, best_value, second_value = _search_row(row_values, chunk_top)
 
-    # Responsibility update; the arg-max column uses the second maximum.
+@serial_kernel
+def _responsibility_row(S_row, R_row, best_index, best_value, second_value, damping, one_minus_damping):
+    """Step 3 for one row; the arg-max column is compared with the second maximum."""
     r_at_best = R_row[best_index]
-    for k in range(n):
-        R_row[k] = R_row[k] * damping + (S_row[k] - best_value) * one_minus_damping
-    R_row[best_index] = r_at_best * damping + (S_row[best_index] - second_value) * one_minus_damping
+    for k in range(S_row.size):
+        R_row[k] = _next_responsibility(R_row[k], S_row[k], best_value, damping, one_minus_damping)
+    R_row[best_index] = _next_responsibility(
+        r_at_best, S_row[best_index], second_value, damping, one_minus_damping
+    )
+
+
+@serial_kernel
+def _responsibility_then_next_availability(
+    S_row, R_row, best_index, best_value, second_value, j, S_next, A_next, R_next, col_sum,
+    damping, one_minus_damping, row_values,
+):
+    """Step 3 for row ``i`` fused with step 1 for row ``j = i + 1``."""
+    zero = S_row.dtype.type(0)
+    r_at_best = R_row[best_index]
+    next_diagonal = A_next[j]
+    for k in range(S_row.size):
+        R_row[k] = _next_responsibility(R_row[k], S_row[k], best_value, damping, one_minus_damping)
+        a = _next_availability(A_next[k], R_next[k], col_sum[k], damping, one_minus_damping, zero)
+        A_next[k] = a
+        row_values[k] = a + S_next[k] + zero
+    R_row[best_index] = _next_responsibility(
+        r_at_best, S_row[best_index], second_value, damping, one_minus_damping
+    )
+    A_next[j] = next_diagonal
+    row_values[j] = next_diagonal + S_next[j] + zero
+
+
+@serial_kernel
+def _update_rows(
+    first_row, last_row, S, A, R, col_sum, col_sum_acc, damping, one_minus_damping,
+    finish_previous, row_values, chunk_top, accumulate_columns,
+):
+    """Steps 1-3 (and 4 if ``accumulate_columns``) for rows ``[first, last)``.
+
+    Software-pipelined: one loop updates the responsibilities of row ``i``
+    (in cache since its search) while it streams row ``i + 1`` from memory
+    for step 1, so arithmetic overlaps the memory traffic instead of adding
+    to it.
+    """
+    if first_row >= last_row:
+        return
+    _availability_and_values(
+        first_row, S[first_row], A[first_row], R[first_row], col_sum, damping,
+        one_minus_damping, finish_previous, row_values,
+    )
+    best_index, best_value, second_value = _search_row(row_values, chunk_top)
+    for i in range(first_row, last_row):
+        j = i + 1
+        has_next = j < last_row
+        if has_next and finish_previous:
+            _responsibility_then_next_availability(
+                S[i], R[i], best_index, best_value, second_value, j, S[j], A[j], R[j],
+                col_sum, damping, one_minus_damping, row_values,
+            )
+        else:
+            _responsibility_row(
+                S[i], R[i], best_index, best_value, second_value, damping, one_minus_damping
+            )
+            if has_next:
+                _availability_and_values(
+                    j, S[j], A[j], R[j], col_sum, damping, one_minus_damping, finish_previous,
+                    row_values,
+                )
+        if accumulate_columns:
+            _add_positive_part(i, R[i], col_sum_acc)
+        if has_next:
+            best_index, best_value, second_value = _search_row(row_values, chunk_top)
+
+
+@serial_kernel
+def _add_positive_part_of_segment(R_segment, col_sum_segment):
+    zero = R_segment.dtype.type(0)
+    for k in range(R_segment.size):
+        col_sum_segment[k] += max(R_segment[k], zero)
 
 
 @serial_kernel
@@ -187,16 +276,19 @@ def _add_positive_part(diagonal_index, R_segment, col_sum_segment):
     """Step 4 on one row segment: ``col_sum_segment += Rp`` of the segment.
 
     ``diagonal_index`` is the position of the row's diagonal within the
-    segment (any value outside ``[0, size)`` when it lies elsewhere).
+    segment (any value outside ``[0, size)`` when it lies elsewhere); there
+    ``R`` is added unclipped. The segment is cut around the diagonal with
+    slices, which keeps each loop vectorized.
     """
-    zero = R_segment.dtype.type(0)
-    # One loop with a select for the diagonal: splitting the range around
-    # the diagonal stopped the compiler from vectorizing (0.8 vs 0.2 ns per
-    # element).
-    for k in range(R_segment.size):
-        r = R_segment[k]
-        positive = max(r, zero)
-        col_sum_segment[k] += r if k == diagonal_index else positive
+    size = R_segment.size
+    if 0 <= diagonal_index < size:
+        _add_positive_part_of_segment(R_segment[:diagonal_index], col_sum_segment[:diagonal_index])
+        col_sum_segment[diagonal_index] += R_segment[diagonal_index]
+        _add_positive_part_of_segment(
+            R_segment[diagonal_index + 1 :], col_sum_segment[diagonal_index + 1 :]
+        )
+    else:
+        _add_positive_part_of_segment(R_segment, col_sum_segment)
 
 
 # --------------------------------------------------------------------------
@@ -230,13 +322,10 @@ def update_messages_serial(
     chunk_top : ndarray (1, ceil(n / 256)), int64
         Scratch for the row search.
     """
-    n = S.shape[0]
-    for i in range(n):
-        _update_row(
-            i, S[i], A[i], R[i], col_sum, damping, one_minus_damping, finish_previous,
-            row_values[0], chunk_top[0],
-        )
-        _add_positive_part(i, R[i], col_sum_acc)
+    _update_rows(
+        0, S.shape[0], S, A, R, col_sum, col_sum_acc, damping, one_minus_damping,
+        finish_previous, row_values[0], chunk_top[0], True,
+    )
 
 
 @parallel_kernel
@@ -266,11 +355,10 @@ def update_messages_parallel(
         for task in prange(n_tasks):
             first_row = block_start + task * block_size // n_tasks
             last_row = block_start + (task + 1) * block_size // n_tasks
-            for i in range(first_row, last_row):
-                _update_row(
-                    i, S[i], A[i], R[i], col_sum, damping, one_minus_damping, finish_previous,
-                    row_values[task], chunk_top[task],
-                )
+            _update_rows(
+                first_row, last_row, S, A, R, col_sum, col_sum_acc, damping,
+                one_minus_damping, finish_previous, row_values[task], chunk_top[task], False,
+            )
         for chunk in prange(n_chunks):
             start = chunk * n // n_chunks
             stop = (chunk + 1) * n // n_chunks

@@ -64,24 +64,15 @@ ITERATION = textwrap.dedent(
     sys.path.insert(0, sys.argv[3])
     from benchmarks.floor import floor_seconds
     from fastap import _engine
-    from fastap._kernels import messages
     n, dtype = int(sys.argv[1]), np.dtype(sys.argv[2])
     rng = np.random.RandomState(0)
     S = -rng.rand(n, n).astype(dtype)
-    A = np.zeros_like(S); R = np.zeros_like(S)
-    col_sum = np.zeros(n, dtype); col_sum_acc = np.zeros(n); flags = np.zeros(n, bool)
-    n_threads = numba.get_num_threads()
-    row_values = np.empty((n_threads, n), dtype)
-    block_rows = _engine._block_rows(n, dtype.itemsize, n_threads)
-    d = dtype.type(0.5)
-    def one_pass():
-        messages.update_messages_parallel(S, A, R, col_sum, col_sum_acc, d, d, True, row_values, block_rows)
-        messages.finish_iteration(A, R, col_sum, col_sum_acc, d, d, flags)
-    one_pass()
+    state = _engine.MessageState(S, 0.5, numba.get_num_threads())
+    state.iterate()
     times = []
     for _ in range(7):
-        started = time.perf_counter(); one_pass(); times.append(time.perf_counter() - started)
-    del A, R, S
+        started = time.perf_counter(); state.iterate(); times.append(time.perf_counter() - started)
+    del state, S
     print(json.dumps({"iteration": float(np.median(times)), "floor": floor_seconds(n, dtype)}))
     """
 )

@@ -165,6 +165,72 @@ def _block_rows(n_samples, itemsize, n_threads):
     return int(max(2 * n_threads, min(rows, 256)))
 
 
+class MessageState:
+    """The buffers of one run of the loop, allocated once, and one iteration.
+
+    Parameters
+    ----------
+    S : ndarray (n, n), C order, float32 or float64
+        Similarities with preferences and noise, read only from here on.
+    damping : float
+    n_threads : int
+        Threads the caller has given Numba; the parallel kernel runs when
+        there are several and ``n >= PARALLEL_MIN_SAMPLES``.
+
+    Attributes
+    ----------
+    R, A : ndarray (n, n), dtype of ``S``
+        Responsibilities and availabilities (``A`` complete on its diagonal
+        only, until :meth:`complete_availability`).
+    is_exemplar : ndarray (n,), bool
+        ``A(k, k) + R(k, k) > 0`` after the last iteration.
+    """
+
+    def __init__(self, S, damping, n_threads):
+        n = S.shape[0]
+        dtype = S.dtype.type
+        self.S = S
+        self.R = np.zeros_like(S)
+        self.A = np.zeros_like(S)
+        self.col_sum = np.zeros(n, dtype=S.dtype)
+        self.col_sum_acc = np.zeros(n, dtype=np.float64)
+        self.is_exemplar = np.zeros(n, dtype=np.bool_)
+        self.parallel = n_threads > 1 and n >= PARALLEL_MIN_SAMPLES
+        n_tasks = n_threads if self.parallel else 1
+        self.row_values = np.empty((n_tasks, n), dtype=S.dtype)
+        self.chunk_top = np.empty((n_tasks, messages.n_chunks(n)), dtype=np.int64)
+        self.block_rows = _block_rows(n, S.dtype.itemsize, n_tasks)
+        self.damping = dtype(damping)
+        self.one_minus_damping = dtype(1 - damping)  # as scikit-learn: 1 - d in float64 first
+        self.n_iter = 0
+
+    def iterate(self):
+        """Run one iteration; return ``(n_exemplars, n_changed)``."""
+        finish_previous = self.n_iter > 0
+        if self.parallel:
+            messages.update_messages_parallel(
+                self.S, self.A, self.R, self.col_sum, self.col_sum_acc, self.damping,
+                self.one_minus_damping, finish_previous, self.row_values, self.chunk_top,
+                self.block_rows,
+            )
+        else:
+            messages.update_messages_serial(
+                self.S, self.A, self.R, self.col_sum, self.col_sum_acc, self.damping,
+                self.one_minus_damping, finish_previous, self.row_values, self.chunk_top,
+            )
+        self.n_iter += 1
+        return messages.finish_iteration(
+            self.A, self.R, self.col_sum, self.col_sum_acc, self.damping, self.one_minus_damping,
+            self.is_exemplar,
+        )
+
+    def complete_availability(self):
+        """Bring ``A`` off the diagonal to the end of the last iteration."""
+        messages.complete_availability(
+            self.A, self.R, self.col_sum, self.damping, self.one_minus_damping
+        )
+
+
 # --------------------------------------------------------------------------
 # The run.
 # --------------------------------------------------------------------------
@@ -194,7 +260,7 @@ class _Progress:
             )
 
 
-def _assign_clusters(S, is_exemplar, n_threads):
+def _assign_clusters(S, is_exemplar):
     """Exemplar flags -> (cluster_centers_indices, labels), as scikit-learn."""
     n = S.shape[0]
     exemplars = np.flatnonzero(is_exemplar)
@@ -250,7 +316,6 @@ def run_affinity_propagation(
     FitResult
     """
     n = S.shape[0]
-    dtype = S.dtype.type
     if n == 1 or _has_equal_similarities_and_preferences(S, preference):
         warnings.warn(
             "All samples have mutually equal similarities. Returning arbitrary cluster center(s)."
@@ -262,38 +327,13 @@ def run_affinity_propagation(
     S.flat[:: n + 1] = preference
     _add_degeneracy_noise(S, random_state)
 
-    R = np.zeros_like(S)
-    A = np.zeros_like(S)
-    col_sum = np.zeros(n, dtype=S.dtype)
-    col_sum_acc = np.zeros(n, dtype=np.float64)
-    is_exemplar = np.zeros(n, dtype=np.bool_)
-    parallel = n_threads > 1 and n >= PARALLEL_MIN_SAMPLES
-    n_scratch_rows = n_threads if parallel else 1
-    row_values = np.empty((n_scratch_rows, n), dtype=S.dtype)
-    chunk_top = np.empty((n_scratch_rows, n // 256 + 1), dtype=np.int64)
-    block_rows = _block_rows(n, S.dtype.itemsize, n_threads)
-    damping_ = dtype(damping)
-    one_minus_damping = dtype(1 - damping)  # as scikit-learn: 1 - d in float64 first
-
+    state = MessageState(S, damping, n_threads)
     progress = _Progress(verbose, n)
     unchanged_run = 0
     converged = False
     iteration = 0
     for iteration in range(max_iter):
-        finish_previous = iteration > 0
-        if parallel:
-            messages.update_messages_parallel(
-                S, A, R, col_sum, col_sum_acc, damping_, one_minus_damping, finish_previous,
-                row_values, chunk_top, block_rows,
-            )
-        else:
-            messages.update_messages_serial(
-                S, A, R, col_sum, col_sum_acc, damping_, one_minus_damping, finish_previous,
-                row_values, chunk_top,
-            )
-        n_exemplars, n_changed = messages.finish_iteration(
-            A, R, col_sum, col_sum_acc, damping_, one_minus_damping, is_exemplar
-        )
+        n_exemplars, n_changed = state.iterate()
         # scikit-learn's test: the exemplar flags have been identical for the
         # last convergence_iter iterations, checked from iteration
         # convergence_iter on.
@@ -307,12 +347,13 @@ def run_affinity_propagation(
         print(f"Converged after {iteration} iterations." if converged else "Did not converge")
 
     if messages_out is not None:
-        messages.complete_availability(A, R, col_sum, damping_, one_minus_damping)
-        messages_out["responsibility"] = R
-        messages_out["availability"] = A
-    del R, A
+        state.complete_availability()
+        messages_out["responsibility"] = state.R
+        messages_out["availability"] = state.A
+    is_exemplar = state.is_exemplar
+    del state  # frees R and A before the assignment
 
-    cluster_centers_indices, labels = _assign_clusters(S, is_exemplar, n_threads)
+    cluster_centers_indices, labels = _assign_clusters(S, is_exemplar)
     if cluster_centers_indices.size > 0:
         if not converged:
             warnings.warn(

@@ -198,7 +198,7 @@ class MessageState:
         self.parallel = n_threads > 1 and n >= PARALLEL_MIN_SAMPLES
         n_tasks = n_threads if self.parallel else 1
         self.row_values = np.empty((n_tasks, n), dtype=S.dtype)
-        self.chunk_top = np.empty((n_tasks, messages.n_chunks(n)), dtype=np.int64)
+        self.chunk_top = np.empty((n_tasks, messages.search_chunks(n)), dtype=np.int64)
         self.block_rows = _block_rows(n, S.dtype.itemsize, n_tasks)
         self.damping = dtype(damping)
         self.one_minus_damping = dtype(1 - damping)  # as scikit-learn: 1 - d in float64 first

@@ -97,6 +97,11 @@ def _first_index_of_key(segment_bits, key):
 _SEARCH_CHUNK = 256
 
 
+def search_chunks(n_samples):
+    """Length of the ``chunk_top`` scratch row for rows of ``n_samples``."""
+    return (n_samples + _SEARCH_CHUNK - 1) // _SEARCH_CHUNK
+
+
 @serial_kernel
 def _search_row(row_values, chunk_top):
     """Return ``(best_index, best_value, second_value)`` of a row.

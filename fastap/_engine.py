@@ -190,8 +190,10 @@ class MessageState:
         n = S.shape[0]
         dtype = S.dtype.type
         self.S = S
-        self.R = np.zeros_like(S)
-        self.A = np.zeros_like(S)
+        # np.zeros maps zero pages lazily (np.zeros_like writes every byte
+        # first); the first pass touches them, on all threads.
+        self.R = np.zeros(S.shape, dtype=S.dtype)
+        self.A = np.zeros(S.shape, dtype=S.dtype)
         self.col_sum = np.zeros(n, dtype=S.dtype)
         self.col_sum_acc = np.zeros(n, dtype=np.float64)
         self.is_exemplar = np.zeros(n, dtype=np.bool_)

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
+from scipy import sparse
 from sklearn.exceptions import ConvergenceWarning
 
 from fastap._kernels import assign, messages, setup
@@ -30,8 +31,10 @@ PARALLEL_MIN_SAMPLES = 400
 # still be in cache when its column sums are added (step 4).
 _BLOCK_BYTES = 1024 * 1024
 
-# Rows of degeneracy noise drawn at a time (about 8 MiB of float64).
+# Rows of degeneracy noise drawn at a time (about 8 MiB of float64), and
+# rows of a float64 Gram block for float32 similarities.
 _NOISE_BLOCK_ELEMENTS = 1 << 20
+_SIMILARITY_BLOCK_ELEMENTS = 1 << 20
 
 
 class FitResult(NamedTuple):
@@ -122,23 +125,30 @@ def check_memory(n_samples, dtype, n_new_matrices):
 def negative_squared_euclidean(X, out_dtype):
     """``-euclidean_distances(X, squared=True)`` with one N x N allocation.
 
-    For dense float64 the Gram matrix is computed into the result buffer and
-    finished in place (bitwise equal to scikit-learn). Other inputs (float32,
-    which scikit-learn computes in float64 by blocks, and sparse) go through
+    Dense input: the Gram matrix ``X @ X.T`` is computed in float64 (as
+    scikit-learn does, upcasting float32 input) by blocks of rows, each
+    finished into the result while it is in cache (bitwise equal to
+    scikit-learn for float64 and float32, tested). Sparse input goes through
     scikit-learn's own function, negated in place.
     """
     from sklearn.metrics import euclidean_distances
     from sklearn.utils.extmath import row_norms
 
-    if out_dtype == np.float64 and isinstance(X, np.ndarray):
-        X = np.asarray(X, dtype=np.float64)
-        n_samples = X.shape[0]
-        S = np.empty((n_samples, n_samples), dtype=np.float64)
-        np.matmul(X, X.T, out=S)
-        setup.negative_squared_distances_from_gram(S, row_norms(X, squared=True))
+    if sparse.issparse(X):
+        S = np.ascontiguousarray(euclidean_distances(X, squared=True), dtype=out_dtype)
+        setup.negate_in_place(S)
         return S
-    S = np.ascontiguousarray(euclidean_distances(X, squared=True), dtype=out_dtype)
-    setup.negate_in_place(S)
+    X = np.asarray(X, dtype=np.float64)
+    n_samples = X.shape[0]
+    squared_norms = row_norms(X, squared=True)
+    S = np.empty((n_samples, n_samples), dtype=out_dtype)
+    rows = max(1, _SIMILARITY_BLOCK_ELEMENTS // n_samples)
+    gram_rows = np.empty((min(rows, n_samples), n_samples), dtype=np.float64)
+    for start in range(0, n_samples, rows):
+        stop = min(start + rows, n_samples)
+        block = gram_rows[: stop - start]
+        np.matmul(X[start:stop], X.T, out=block)
+        setup.negative_squared_distances_from_gram(block, squared_norms, start, S[start:stop])
     return S
 
 

@@ -123,18 +123,14 @@ def test_median_handles_extreme_values(float_dtype):
     assert setup.median_of_matrix(S, 2) == 3.5
 
 
-def test_negative_squared_euclidean_float64_is_bitwise_sklearn():
-    X = blobs(211, centers=3, n_features=5, random_state=2)
-    S = _engine.negative_squared_euclidean(X, np.float64)
+@pytest.mark.parametrize("n_features", [1, 5, 50])
+def test_negative_squared_euclidean_is_bitwise_sklearn(n_features, float_dtype, monkeypatch):
+    monkeypatch.setattr(_engine, "_SIMILARITY_BLOCK_ELEMENTS", 1000)  # several row blocks
+    X = blobs(211, centers=3, n_features=n_features, random_state=2, dtype=float_dtype)
+    S = _engine.negative_squared_euclidean(X, float_dtype)
+    assert S.dtype == float_dtype
     np.testing.assert_array_equal(S, similarity(X))
-    np.testing.assert_allclose(S, negative_squared_euclidean(X), rtol=1e-10, atol=1e-8)
-
-
-def test_negative_squared_euclidean_float32_matches_sklearn():
-    X = blobs(90, random_state=2, dtype=np.float32)
-    S = _engine.negative_squared_euclidean(X, np.float32)
-    assert S.dtype == np.float32
-    np.testing.assert_array_equal(S, similarity(X))
+    np.testing.assert_allclose(S, negative_squared_euclidean(X), rtol=1e-5, atol=1e-3)
 
 
 def test_noise_by_blocks_equals_one_full_draw(float_dtype, monkeypatch):

@@ -13,24 +13,28 @@ from fastap._kernels._order import order_key
 
 
 @parallel_kernel
-def negative_squared_distances_from_gram(S, squared_norms):
-    """Turn a Gram matrix ``X @ X.T`` into ``-||x_i - x_j||^2`` in place.
+def negative_squared_distances_from_gram(gram_rows, squared_norms, first_row, S_rows):
+    """Turn rows of a Gram matrix ``X @ X.T`` into ``-||x_i - x_j||^2``.
 
-    The operations and their order are those of scikit-learn's
-    ``-euclidean_distances(X, squared=True)`` (``-2 * G + |x_i|^2 + |x_j|^2``,
-    clipped at 0, zero diagonal, negated), so the result is bitwise equal.
+    ``gram_rows`` (float64) holds rows ``first_row ...`` of the Gram matrix;
+    ``S_rows`` (float32 or float64) receives the similarities and may be the
+    same array as ``gram_rows``. The operations and their order are those of
+    scikit-learn's ``-euclidean_distances(X, squared=True)``
+    (``-2 * G + |x_i|^2 + |x_j|^2``, clipped at 0, zero diagonal, negated),
+    so the float64 result is bitwise equal.
     """
-    n = S.shape[0]
-    zero = S.dtype.type(0)
-    minus_two = S.dtype.type(-2)
-    for i in prange(n):
-        row = S[i]
-        norm_i = squared_norms[i]
+    n_rows, n = gram_rows.shape
+    zero = gram_rows.dtype.type(0)
+    minus_two = gram_rows.dtype.type(-2)
+    for r in prange(n_rows):
+        gram_row = gram_rows[r]
+        S_row = S_rows[r]
+        norm_i = squared_norms[first_row + r]
         for j in range(n):
-            distance = minus_two * row[j] + norm_i
+            distance = minus_two * gram_row[j] + norm_i
             distance = distance + squared_norms[j]
-            row[j] = -max(distance, zero)
-        row[i] = -zero
+            S_row[j] = -max(distance, zero)
+        S_row[first_row + r] = -S_row.dtype.type(0)
 
 
 @parallel_kernel

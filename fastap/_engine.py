@@ -126,10 +126,10 @@ def negative_squared_euclidean(X, out_dtype):
     """``-euclidean_distances(X, squared=True)`` with one N x N allocation.
 
     Dense input: the Gram matrix ``X @ X.T`` is computed in float64 (as
-    scikit-learn does, upcasting float32 input) by blocks of rows, each
-    finished into the result while it is in cache (bitwise equal to
-    scikit-learn for float64 and float32, tested). Sparse input goes through
-    scikit-learn's own function, negated in place.
+    scikit-learn does, upcasting float32 input) and finished in place: for
+    float64 in the result buffer itself (bitwise equal to scikit-learn), for
+    float32 by blocks of rows into the float32 result. Sparse input goes
+    through scikit-learn's own function, negated in place.
     """
     from sklearn.metrics import euclidean_distances
     from sklearn.utils.extmath import row_norms
@@ -142,6 +142,12 @@ def negative_squared_euclidean(X, out_dtype):
     n_samples = X.shape[0]
     squared_norms = row_norms(X, squared=True)
     S = np.empty((n_samples, n_samples), dtype=out_dtype)
+    if out_dtype == np.float64:
+        # The very product scikit-learn computes (BLAS picks its kernels by
+        # shape, so a blocked product can differ in the last bit).
+        np.matmul(X, X.T, out=S)
+        setup.negative_squared_distances_from_gram(S, squared_norms, 0, S)
+        return S
     rows = max(1, _SIMILARITY_BLOCK_ELEMENTS // n_samples)
     gram_rows = np.empty((min(rows, n_samples), n_samples), dtype=np.float64)
     for start in range(0, n_samples, rows):

@@ -22,13 +22,15 @@ from sklearn.exceptions import ConvergenceWarning
 
 from fastap._kernels import assign, messages, setup
 
-# Below this many samples one thread beats two: a parallel pass launches two
-# parallel regions per row block, and at N=300 a whole iteration takes
-# ~40 us on one thread (see asv_benchmarks/compare.py --threads-sweep).
-PARALLEL_MIN_SAMPLES = 400
+# Below these sizes one thread beats two (per-iteration times, 2-core VM,
+# serial / parallel: float64 N=400 244/311 us, N=600 477/443 us; float32
+# N=100 31/36 us, N=200 99/71 us). The parallel float64 pass pays for its
+# ordered column sums (a second parallel region per block of rows).
+PARALLEL_MIN_SAMPLES = {np.dtype(np.float64): 500, np.dtype(np.float32): 150}
 
-# Rows per block of the parallel pass: the block's responsibilities must
-# still be in cache when its column sums are added (step 4).
+# Bytes of R per block of rows in the ordered parallel pass: the block must
+# still be in cache when its column sums are added (step 4); 1-2 MiB measured
+# best at N=4000 and 8000 (float64, 1.72x the bandwidth floor; 256 KiB: 1.88x).
 _BLOCK_BYTES = 1024 * 1024
 
 # Rows of degeneracy noise drawn at a time (about 8 MiB of float64), and
@@ -199,7 +201,7 @@ class MessageState:
     damping : float
     n_threads : int
         Threads the caller has given Numba; the parallel kernel runs when
-        there are several and ``n >= PARALLEL_MIN_SAMPLES``.
+        there are several and ``n >= PARALLEL_MIN_SAMPLES[dtype]``.
 
     Attributes
     ----------
@@ -221,7 +223,7 @@ class MessageState:
         self.col_sum = np.zeros(n, dtype=S.dtype)
         self.col_sum_acc = np.zeros(n, dtype=np.float64)
         self.is_exemplar = np.zeros(n, dtype=np.bool_)
-        self.parallel = n_threads > 1 and n >= PARALLEL_MIN_SAMPLES
+        self.parallel = n_threads > 1 and n >= PARALLEL_MIN_SAMPLES[S.dtype]
         n_tasks = n_threads if self.parallel else 1
         self.row_values = np.empty((n_tasks, n), dtype=S.dtype)
         self.chunk_top = np.empty((n_tasks, messages.search_chunks(n)), dtype=np.int64)

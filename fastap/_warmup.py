@@ -24,7 +24,7 @@ def warmup(dtypes=("float64", "float32")):
 
     rng = np.random.RandomState(0)
     for dtype in dtypes:
-        for n_samples in (8, PARALLEL_MIN_SAMPLES):  # the serial and the parallel path
+        for n_samples in (8, PARALLEL_MIN_SAMPLES[np.dtype(dtype)]):  # serial and parallel
             X = rng.standard_normal((n_samples, 2)).astype(dtype)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

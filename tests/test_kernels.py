@@ -18,7 +18,10 @@ MAX_THREADS = numba.config.NUMBA_NUM_THREADS
 
 def engine_messages(S, preference, n_iter, damping, n_threads, parallel, block_bytes, monkeypatch):
     """Run fastap's loop for exactly ``n_iter`` iterations; return (R, A, flags)."""
-    monkeypatch.setattr(_engine, "PARALLEL_MIN_SAMPLES", 0 if parallel else 10**9)
+    threshold = 0 if parallel else 10**9
+    monkeypatch.setattr(
+        _engine, "PARALLEL_MIN_SAMPLES", {np.dtype(np.float32): threshold, np.dtype(np.float64): threshold}
+    )
     monkeypatch.setattr(_engine, "_BLOCK_BYTES", block_bytes)
     S = S.copy()
     out = {}

@@ -81,7 +81,10 @@ ITERATION = textwrap.dedent(
 def run_child(code, *args):
     env = dict(os.environ)
     output = subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)], check=True, capture_output=True, text=True,
+        [sys.executable, "-c", code, *map(str, args)],
+        check=True,
+        capture_output=True,
+        text=True,
         env=env,
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
@@ -94,12 +97,18 @@ def median(values):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 4000, 8000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n-jobs", type=int, default=2)
-    parser.add_argument("--sklearn-repeats", type=int, default=None,
-                        help="repeats for scikit-learn (default: --repeats)")
+    parser.add_argument(
+        "--sklearn-repeats",
+        type=int,
+        default=None,
+        help="repeats for scikit-learn (default: --repeats)",
+    )
     args = parser.parse_args()
     sklearn_repeats = args.sklearn_repeats or args.repeats
 
@@ -109,8 +118,11 @@ def main():
 
     import fastap
 
-    print(f"fastap {fastap.__version__}, scikit-learn {sklearn.__version__}, numba {numba.__version__}, "
-          f"numpy {numpy.__version__}, python {sys.version.split()[0]}, threads for fastap: {args.n_jobs}")
+    print(
+        f"fastap {fastap.__version__}, scikit-learn {sklearn.__version__}, "
+        f"numba {numba.__version__}, numpy {numpy.__version__}, "
+        f"python {sys.version.split()[0]}, threads for fastap: {args.n_jobs}"
+    )
     print(f"CPU: {_cpu_name()}, {os.cpu_count()} logical CPUs\n")
     run_child(CHILD, "fastap", 600, "float64", args.n_jobs)  # fill the kernel cache
     run_child(CHILD, "fastap", 600, "float32", args.n_jobs)
@@ -123,38 +135,54 @@ def main():
             fa = [run_child(CHILD, "fastap", n, dtype, args.n_jobs) for _ in range(args.repeats)]
             fa_time = median([r["seconds"] for r in fa])
             per_iteration = run_child(ITERATION, n, dtype, HERE) if n >= 1000 else None
-            rows.append({
-                "N": n, "dtype": dtype,
-                "fastap_s": fa_time, "sklearn_s": sk_time, "speedup": sk_time / fa_time,
-                "fastap_iter": fa[0]["n_iter"], "sklearn_iter": sk[0]["n_iter"],
-                "fastap_clusters": fa[0]["n_clusters"], "sklearn_clusters": sk[0]["n_clusters"],
-                "same_labels": fa[0]["labels_hash"] == sk[0]["labels_hash"],
-                "fastap_rss": max(r["peak_rss_mib"] for r in fa),
-                "sklearn_rss": max(r["peak_rss_mib"] for r in sk),
-                "iteration_ms": per_iteration and per_iteration["iteration"] * 1e3,
-                "floor_ms": per_iteration and per_iteration["floor"] * 1e3,
-                "all_fastap_s": [round(r["seconds"], 3) for r in fa],
-                "all_sklearn_s": [round(r["seconds"], 3) for r in sk],
-            })
+            rows.append(
+                {
+                    "N": n,
+                    "dtype": dtype,
+                    "fastap_s": fa_time,
+                    "sklearn_s": sk_time,
+                    "speedup": sk_time / fa_time,
+                    "fastap_iter": fa[0]["n_iter"],
+                    "sklearn_iter": sk[0]["n_iter"],
+                    "fastap_clusters": fa[0]["n_clusters"],
+                    "sklearn_clusters": sk[0]["n_clusters"],
+                    "same_labels": fa[0]["labels_hash"] == sk[0]["labels_hash"],
+                    "fastap_rss": max(r["peak_rss_mib"] for r in fa),
+                    "sklearn_rss": max(r["peak_rss_mib"] for r in sk),
+                    "iteration_ms": per_iteration and per_iteration["iteration"] * 1e3,
+                    "floor_ms": per_iteration and per_iteration["floor"] * 1e3,
+                    "all_fastap_s": [round(r["seconds"], 3) for r in fa],
+                    "all_sklearn_s": [round(r["seconds"], 3) for r in sk],
+                }
+            )
             _print_row(rows[-1], header=len(rows) == 1)
     print("\nRaw times (s):")
     for row in rows:
-        print(f"  N={row['N']} {row['dtype']}: fastap {row['all_fastap_s']}, scikit-learn float64 {row['all_sklearn_s']}")
+        print(
+            f"  N={row['N']} {row['dtype']}: fastap {row['all_fastap_s']}, "
+            f"scikit-learn float64 {row['all_sklearn_s']}"
+        )
 
 
 def _print_row(row, header):
     if header:
-        print("| N | fastap dtype | fastap fit | sklearn fit (float64) | speed-up | iterations fastap / sklearn "
-              "| clusters fastap / sklearn | same labels | per iteration / floor | peak RSS fastap / sklearn |")
+        print(
+            "| N | fastap dtype | fastap fit | sklearn fit (float64) | speed-up "
+            "| iterations fastap / sklearn | clusters fastap / sklearn | same labels "
+            "| per iteration / floor | peak RSS fastap / sklearn |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|")
-    per_iteration = (
-        f"{row['iteration_ms']:.1f} / {row['floor_ms']:.1f} ms ({row['iteration_ms'] / row['floor_ms']:.2f}x)"
-        if row["iteration_ms"] else "-"
+    per_iteration = "-"
+    if row["iteration_ms"]:
+        ratio = row["iteration_ms"] / row["floor_ms"]
+        per_iteration = f"{row['iteration_ms']:.1f} / {row['floor_ms']:.1f} ms ({ratio:.2f}x)"
+    print(
+        f"| {row['N']} | {row['dtype']} | {row['fastap_s']:.3f} s | {row['sklearn_s']:.3f} s "
+        f"| {row['speedup']:.1f}x | {row['fastap_iter']} / {row['sklearn_iter']} "
+        f"| {row['fastap_clusters']} / {row['sklearn_clusters']} | {row['same_labels']} "
+        f"| {per_iteration} | {row['fastap_rss']:.0f} / {row['sklearn_rss']:.0f} MiB |",
+        flush=True,
     )
-    print(f"| {row['N']} | {row['dtype']} | {row['fastap_s']:.3f} s | {row['sklearn_s']:.3f} s | "
-          f"{row['speedup']:.1f}x | {row['fastap_iter']} / {row['sklearn_iter']} | "
-          f"{row['fastap_clusters']} / {row['sklearn_clusters']} | {row['same_labels']} | {per_iteration} | "
-          f"{row['fastap_rss']:.0f} / {row['sklearn_rss']:.0f} MiB |", flush=True)
 
 
 def _cpu_name():

@@ -16,8 +16,11 @@ def float_dtype(request):
 
 def blobs(n_samples, centers=10, n_features=8, cluster_std=1.0, random_state=0, dtype=np.float64):
     X, _ = make_blobs(
-        n_samples=n_samples, n_features=n_features, centers=centers,
-        cluster_std=cluster_std, random_state=random_state,
+        n_samples=n_samples,
+        n_features=n_features,
+        centers=centers,
+        cluster_std=cluster_std,
+        random_state=random_state,
     )
     return X.astype(dtype)
 

@@ -19,17 +19,21 @@ MAX_THREADS = numba.config.NUMBA_NUM_THREADS
 def engine_messages(S, preference, n_iter, damping, n_threads, parallel, block_bytes, monkeypatch):
     """Run fastap's loop for exactly ``n_iter`` iterations; return (R, A, flags)."""
     threshold = 0 if parallel else 10**9
-    monkeypatch.setattr(
-        _engine, "PARALLEL_MIN_SAMPLES", {np.dtype(np.float32): threshold, np.dtype(np.float64): threshold}
-    )
+    thresholds = {np.dtype(np.float32): threshold, np.dtype(np.float64): threshold}
+    monkeypatch.setattr(_engine, "PARALLEL_MIN_SAMPLES", thresholds)
     monkeypatch.setattr(_engine, "_BLOCK_BYTES", block_bytes)
     S = S.copy()
     out = {}
     with _engine.numba_threads(min(n_threads, MAX_THREADS)):
         _engine.run_affinity_propagation(
-            S, np.asarray(preference, dtype=S.dtype), damping=damping, max_iter=n_iter,
-            convergence_iter=n_iter + 1, random_state=np.random.RandomState(0),
-            n_threads=n_threads, messages_out=out,
+            S,
+            np.asarray(preference, dtype=S.dtype),
+            damping=damping,
+            max_iter=n_iter,
+            convergence_iter=n_iter + 1,
+            random_state=np.random.RandomState(0),
+            n_threads=n_threads,
+            messages_out=out,
         )
     R, A = out["responsibility"], out["availability"]
     return R, A, (np.diag(A) + np.diag(R)) > 0, S
@@ -40,16 +44,26 @@ def reference_messages(S, preference, n_iter, damping, dtype):
     return (*iterate(S, n_iter, damping), S)
 
 
-@pytest.mark.parametrize("parallel, n_threads, block_bytes", [
-    (False, 1, 1 << 18), (True, 2, 1 << 18), (True, 2, 1), (True, 3, 1 << 12),
-], ids=["serial", "parallel", "parallel-tiny-blocks", "parallel-3-tasks"])
+@pytest.mark.parametrize(
+    "parallel, n_threads, block_bytes",
+    [
+        (False, 1, 1 << 18),
+        (True, 2, 1 << 18),
+        (True, 2, 1),
+        (True, 3, 1 << 12),
+    ],
+    ids=["serial", "parallel", "parallel-tiny-blocks", "parallel-3-tasks"],
+)
 @pytest.mark.parametrize("n_iter", [1, 2, 7])
-def test_messages_match_reference_float64_bitwise(parallel, n_threads, block_bytes, n_iter, monkeypatch):
+def test_messages_match_reference_float64_bitwise(
+    parallel, n_threads, block_bytes, n_iter, monkeypatch
+):
     X = blobs(97, centers=4, random_state=3)
     S = similarity(X)
     preference = np.median(S)
     R, A, flags, S_noisy = engine_messages(
-        S, preference, n_iter, 0.6, n_threads, parallel, block_bytes, monkeypatch)
+        S, preference, n_iter, 0.6, n_threads, parallel, block_bytes, monkeypatch
+    )
     R_ref, A_ref, flags_ref, S_ref = reference_messages(S, preference, n_iter, 0.6, np.float64)
     np.testing.assert_array_equal(S_noisy, S_ref)
     np.testing.assert_array_equal(R, R_ref)
@@ -63,7 +77,8 @@ def test_messages_float32_close_to_float64_reference(parallel, monkeypatch):
     S = similarity(X)
     preference = np.median(S)
     R, A, flags, _ = engine_messages(
-        S.astype(np.float32), preference, 6, 0.5, 2, parallel, 1 << 12, monkeypatch)
+        S.astype(np.float32), preference, 6, 0.5, 2, parallel, 1 << 12, monkeypatch
+    )
     assert R.dtype == A.dtype == np.float32
     R_ref, A_ref, flags_ref, _ = reference_messages(S, preference, 6, 0.5, np.float64)
     scale = np.abs(S).max()

@@ -72,7 +72,9 @@ def test_precomputed_with_preference_array(seed):
     S = similarity(X)
     preference = np.median(S) + rng.uniform(-20, 20, size=S.shape[0])
     ours = affinity_propagation(S, preference=preference, random_state=seed, return_n_iter=True)
-    theirs = sklearn_affinity_propagation(S, preference=preference, random_state=seed, return_n_iter=True)
+    theirs = sklearn_affinity_propagation(
+        S, preference=preference, random_state=seed, return_n_iter=True
+    )
     for a, b in zip(ours, theirs):
         np.testing.assert_array_equal(a, b)
 
@@ -86,9 +88,14 @@ def test_asymmetric_precomputed_similarity():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("n_samples, centers, cluster_std, seed", [
-    (300, 3, 1.0, 0), (400, 5, 1.0, 0), (600, 6, 0.8, 2),
-])
+@pytest.mark.parametrize(
+    "n_samples, centers, cluster_std, seed",
+    [
+        (300, 3, 1.0, 0),
+        (400, 5, 1.0, 0),
+        (600, 6, 0.8, 2),
+    ],
+)
 def test_float32_agrees_on_well_separated_data(n_samples, centers, cluster_std, seed):
     X = blobs(n_samples, centers=centers, cluster_std=cluster_std, random_state=seed)
     ours = AffinityPropagation(random_state=0).fit(X.astype(np.float32))

@@ -17,19 +17,30 @@ finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, allow_infinit
 def similarity_problems(draw):
     n = draw(st.integers(min_value=1, max_value=25))
     # Few distinct values make ties (equal similarities, equal rows) likely.
-    values = draw(st.one_of(
-        arrays(np.float64, (n, n), elements=finite),
-        arrays(np.float64, (n, n), elements=st.sampled_from([0.0, -1.0, -2.0, -5.0])),
-    ))
-    preference = draw(st.one_of(
-        st.none(), finite, arrays(np.float64, (n,), elements=finite),
-    ))
+    values = draw(
+        st.one_of(
+            arrays(np.float64, (n, n), elements=finite),
+            arrays(np.float64, (n, n), elements=st.sampled_from([0.0, -1.0, -2.0, -5.0])),
+        )
+    )
+    preference = draw(
+        st.one_of(
+            st.none(),
+            finite,
+            arrays(np.float64, (n,), elements=finite),
+        )
+    )
     damping = draw(st.sampled_from([0.5, 0.7, 0.95]))
     max_iter = draw(st.integers(min_value=1, max_value=60))
     convergence_iter = draw(st.integers(min_value=1, max_value=20))
     seed = draw(st.integers(min_value=0, max_value=2**31 - 1))
-    return values, dict(preference=preference, damping=damping, max_iter=max_iter,
-                        convergence_iter=convergence_iter, random_state=seed)
+    return values, dict(
+        preference=preference,
+        damping=damping,
+        max_iter=max_iter,
+        convergence_iter=convergence_iter,
+        random_state=seed,
+    )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -49,8 +60,13 @@ def test_random_problems_match_sklearn(problem):
 
 
 @settings(max_examples=40, deadline=None)
-@given(arrays(np.float64, st.tuples(st.integers(1, 30), st.integers(1, 30)),
-              elements=st.floats(-1e6, 1e6, allow_nan=False, width=64)))
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 30), st.integers(1, 30)),
+        elements=st.floats(-1e6, 1e6, allow_nan=False, width=64),
+    )
+)
 def test_median_equals_numpy(S):
     from fastap._kernels.setup import median_of_matrix
 

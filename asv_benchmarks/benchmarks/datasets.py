@@ -2,7 +2,6 @@
 
 from functools import lru_cache
 
-import numpy as np
 from sklearn.datasets import make_blobs
 
 

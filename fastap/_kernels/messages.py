@@ -16,9 +16,10 @@ This module is the one place where ``R`` (responsibility) and ``A``
       A(i, k)     = d * A(i, k) + (1 - d) * A_new(i, k)
 
 Every floating-point operation is written in the order scikit-learn's NumPy
-code performs it (``A*d - t*(1-d)``, ``R*d + (S - Y)*(1-d)``, column sums
-added row 0, 1, 2, ...), so float64 results are bitwise identical to
-scikit-learn's for any number of threads.
+code performs it (``A*d - t*(1-d)``, ``R*d + (S - Y)*(1-d)``, float64 column
+sums added row 0, 1, 2, ...), so float64 results are bitwise identical to
+scikit-learn's for any number of threads. float32 column sums are added by
+fixed groups of rows (see "Two orders" below), also thread-count independent.
 
 How one iteration is fused
 --------------------------
@@ -36,7 +37,9 @@ row ``i``:
 
 The diagonal of ``A`` (needed for the exemplar test) is updated afterwards in
 O(N) by :func:`finish_iteration`. ``S``, ``R`` and ``A`` stream through memory
-about once per iteration: read ``S``, ``A``, ``R``; write ``A``, ``R``.
+about once per iteration: read ``S``, ``A``, ``R``; write ``A``, ``R``. Step 3
+of row ``i`` runs in the same loop as step 1 of row ``i + 1`` (see
+:func:`_update_rows`), so arithmetic overlaps memory traffic.
 
 Memory layout
 -------------

@@ -221,12 +221,14 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         with _engine.numba_threads(n_threads):
             if self.affinity == "precomputed":
                 S = self._validate_precomputed(X)
+                matrices = _engine.MessageMatrices(S.shape[0], S.dtype)
             else:
                 # Keep the caller's dtype for cluster_centers_ (as scikit-learn);
                 # similarities are float32 for float32 input, else float64.
                 X = validate_data(self, X, accept_sparse="csr")
                 dtype = np.float32 if X.dtype == np.float32 else np.float64
                 _engine.check_memory(X.shape[0], dtype, n_new_matrices=3)
+                matrices = _engine.MessageMatrices(X.shape[0], dtype)
                 S = _engine.negative_squared_euclidean(X, dtype)
 
             n_samples = S.shape[0]
@@ -245,7 +247,9 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
                 random_state=check_random_state(self.random_state),
                 n_threads=n_threads,
                 verbose=self.verbose,
+                matrices=matrices,
             )
+            del matrices
 
         # Attributes are set only once the whole fit succeeded, so an
         # interrupted fit leaves the estimator as it was.

@@ -9,7 +9,7 @@ from reference_ap import (
     place_preference_and_noise,
 )
 
-from fastap import _engine
+from fastap import AffinityPropagation, _engine
 from fastap._kernels import setup
 from tests.conftest import blobs, similarity
 
@@ -158,9 +158,22 @@ def test_noise_by_blocks_equals_one_full_draw(float_dtype, monkeypatch):
     monkeypatch.setattr(_engine, "_NOISE_BLOCK_ELEMENTS", 50)  # many blocks
     S = similarity(blobs(40, random_state=4)).astype(float_dtype)
     ours = S.copy()
-    _engine._add_degeneracy_noise(ours, np.random.RandomState(9))
-    theirs = place_preference_and_noise(S.copy(), np.diag(S), np.random.RandomState(9))
+    random_state = np.random.RandomState(9)
+    _engine._add_degeneracy_noise(ours, random_state)
+    reference_state = np.random.RandomState(9)
+    theirs = place_preference_and_noise(S.copy(), np.diag(S), reference_state)
     np.testing.assert_array_equal(ours, theirs)
+    # The stream is left exactly past the draws, as after one N x N draw.
+    assert random_state.standard_normal() == reference_state.standard_normal()
+
+
+def test_degenerate_problem_leaves_random_state_untouched():
+    # scikit-learn draws no noise when all similarities are equal.
+    random_state = np.random.RandomState(3)
+    expected = np.random.RandomState(3).standard_normal()
+    with pytest.warns(UserWarning, match="mutually equal similarities"):
+        AffinityPropagation(random_state=random_state).fit(np.zeros((5, 2)))
+    assert random_state.standard_normal() == expected
 
 
 def test_off_diagonal_all_equal():

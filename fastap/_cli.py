@@ -52,7 +52,8 @@ def demo(n_samples, dtype, compare, n_jobs):
 
     ours = AffinityPropagation(random_state=0, n_jobs=n_jobs)
     ours_time, _ = _fit_and_time(ours, X)
-    rows = [("fastap", ours_time, ours.n_iter_, len(ours.cluster_centers_indices_), ours.converged_)]
+    n_clusters = len(ours.cluster_centers_indices_)
+    rows = [("fastap", ours_time, ours.n_iter_, n_clusters, ours.converged_)]
     theirs = None
     if compare:
         theirs = SklearnAP(random_state=0)
@@ -62,7 +63,8 @@ def demo(n_samples, dtype, compare, n_jobs):
              theirs_converged)
         )
 
-    print(f"{'implementation':<14} {'fit time':>10} {'iterations':>11} {'clusters':>9} {'converged':>10}")
+    header = ("implementation", "fit time", "iterations", "clusters", "converged")
+    print("{:<14} {:>10} {:>11} {:>9} {:>10}".format(*header))
     for name, elapsed, n_iter, n_clusters, converged in rows:
         print(f"{name:<14} {elapsed:>9.2f}s {n_iter:>11} {n_clusters:>9} {str(converged):>10}")
     if theirs is not None:
@@ -88,7 +90,8 @@ def info():
 
     print(f"fastap {fastap.__version__}")
     print(f"python {sys.version.split()[0]}")
-    print(f"numpy {numpy.__version__}, scipy {scipy.__version__}, scikit-learn {sklearn.__version__}")
+    print(f"numpy {numpy.__version__}, scipy {scipy.__version__}")
+    print(f"scikit-learn {sklearn.__version__}")
     print(f"numba {numba.__version__}")
     print(f"threads: {numba.get_num_threads()} (of {numba.config.NUMBA_NUM_THREADS})")
     try:

@@ -7,7 +7,6 @@ assigns again. These kernels do the same arithmetic without the
 ``S[:, I]`` and ``S[ii][:, ii]`` copies.
 """
 
-import numpy as np
 from numba import prange
 
 from fastap._kernels._jit import parallel_kernel

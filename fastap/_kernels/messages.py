@@ -54,7 +54,6 @@ B. J. Frey and D. Dueck, "Clustering by Passing Messages Between Data
 Points", Science 315 (2007), 972-976.
 """
 
-import numpy as np
 from numba import prange
 
 from fastap._kernels._jit import parallel_kernel, serial_kernel
@@ -199,7 +198,9 @@ def _availability_and_values(
 
 
 @serial_kernel
-def _responsibility_row(S_row, R_row, best_index, best_value, second_value, damping, one_minus_damping):
+def _responsibility_row(
+    S_row, R_row, best_index, best_value, second_value, damping, one_minus_damping
+):
     """Step 3 for one row; the arg-max column is compared with the second maximum."""
     r_at_best = R_row[best_index]
     for k in range(S_row.size):
@@ -377,7 +378,8 @@ def _add_positive_part(diagonal_index, R_segment, col_sum_segment):
 
 @serial_kernel
 def update_messages_serial(
-    S, A, R, col_sum, col_sum_acc, damping, one_minus_damping, finish_previous, row_values, chunk_top
+    S, A, R, col_sum, col_sum_acc, damping, one_minus_damping, finish_previous, row_values,
+    chunk_top,
 ):
     """One fused AP pass on one thread, ordered column sums (see above)."""
     _update_rows(

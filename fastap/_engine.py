@@ -213,9 +213,12 @@ class MessageMatrices:
         setup.touch_pages(self.A)
 
     def ready(self):
-        """Wait for the helper thread; return ``(R, A)``."""
+        """Wait for the helper thread; hand over ``(R, A)`` (kept no longer here,
+        so that they are freed with the state that uses them)."""
         self._toucher.join()
-        return self.R, self.A
+        R, A = self.R, self.A
+        self.R = self.A = None
+        return R, A
 
 
 class MessageState:

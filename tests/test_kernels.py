@@ -128,17 +128,47 @@ def test_median_of_matrix_equals_numpy(shape_seed, float_dtype):
         S[rng.rand(n, n) < 0.2] = -0.0
     expected = np.median(S)
     for n_tasks in (1, 2, 5):
+        for median in (setup.median_of_matrix, setup._radix_median):
+            got = median(S, n_tasks)
+            assert got.dtype == S.dtype
+            assert got == expected, (median.__name__, got, expected)
+
+
+@pytest.mark.parametrize("case", ["uniform", "few_values", "mostly_tied", "sorted_rows", "odd"])
+def test_median_of_large_matrix_equals_numpy(case, float_dtype):
+    # Large enough for the sampled selection (and its radix fallback).
+    rng = np.random.RandomState(7)
+    n = 601 if case == "odd" else 600
+    S = -rng.uniform(0, 100, size=(n, n))
+    if case == "few_values":
+        S = -rng.randint(0, 4, size=(n, n)).astype(float)
+    elif case == "mostly_tied":
+        S = np.full((n, n), -3.0)
+        S[rng.rand(n, n) < 0.3] = -rng.uniform(0, 100, size=(n, n))[rng.rand(n, n) < 0.3][0]
+        S[:5] = rng.uniform(-1e6, 1e6, size=(5, n))
+    elif case == "sorted_rows":
+        S = np.sort(S, axis=None).reshape(n, n)
+    S = np.ascontiguousarray(S.astype(float_dtype))
+    expected = np.median(S)
+    for n_tasks in (1, 2, 3):
         got = setup.median_of_matrix(S, n_tasks)
         assert got.dtype == S.dtype
-        assert got == expected, (got, expected)
+        assert got == expected, (case, n_tasks, got, expected)
+
+
+def test_median_falls_back_to_radix_selection(monkeypatch, float_dtype):
+    monkeypatch.setattr(setup, "_MEDIAN_CAPACITY", 1e-6)  # the window cannot hold the middle
+    S = -np.random.RandomState(3).uniform(0, 50, size=(600, 600)).astype(float_dtype)
+    assert setup.median_of_matrix(S, 2) == np.median(S)
+    assert setup._radix_median(S, 2) == np.median(S)
 
 
 def test_median_handles_extreme_values(float_dtype):
     info = np.finfo(float_dtype)
     S = np.array([[info.max, -info.max], [info.tiny, -info.tiny]], dtype=float_dtype)
-    assert setup.median_of_matrix(S, 2) == np.median(S)
+    assert setup._radix_median(S, 2) == np.median(S)
     S = np.full((4, 4), 3.5, dtype=float_dtype)
-    assert setup.median_of_matrix(S, 2) == 3.5
+    assert setup._radix_median(S, 2) == 3.5
 
 
 @pytest.mark.parametrize("n_features", [1, 5, 50])

@@ -173,13 +173,14 @@ def _key_to_value(key, dtype):
     return (bits ^ ((bits >> (bits.itemsize * 8 - 1)) & np.iinfo(bits_type).max)).view(dtype)[0]
 
 
-def median_of_matrix(S, n_tasks):
-    """Exactly ``np.median(S)`` for a finite, C-contiguous float matrix,
-    without the N x N copy ``np.median`` makes.
+def _middle_mean(low, high, dtype):
+    # np.median averages the two middle values in the array's dtype.
+    return dtype.type((dtype.type(low) + dtype.type(high)) / dtype.type(2))
 
-    Radix selection over order-preserving integer keys: a few read-only
-    passes over ``S`` with 16-bit digit histograms.
-    """
+
+def _radix_median(S, n_tasks):
+    """Exact median by radix selection over order-preserving integer keys:
+    five read-only passes over ``S`` with 16-bit digit histograms."""
     dtype = S.dtype
     S_bits = S.view(np.int64 if dtype.itemsize == 8 else np.int32)
     size = S.size
@@ -190,5 +191,75 @@ def median_of_matrix(S, n_tasks):
         return dtype.type(low)
     not_above, next_key = _count_not_above_and_next(S_bits, S_bits.dtype.type(low_key), n_tasks)
     high = low if not_above > low_rank + 1 else _key_to_value(next_key, dtype)
-    # np.median averages the two middle values in the array's dtype.
-    return dtype.type((dtype.type(low) + dtype.type(high)) / dtype.type(2))
+    return _middle_mean(low, high, dtype)
+
+
+@parallel_kernel
+def _count_below_and_gather_window(S, low, high, window_values):
+    """Count entries below ``low``; copy those in ``[low, high]`` into the
+    task's row of ``window_values`` (counted even beyond its capacity, when
+    the last slot is overwritten and the caller must not use the row)."""
+    n_rows = S.shape[0]
+    n_tasks, capacity = window_values.shape
+    below = np.zeros(n_tasks, dtype=np.int64)
+    inside = np.zeros(n_tasks, dtype=np.int64)
+    for task in prange(n_tasks):
+        n_below = 0
+        n_inside = 0
+        gathered = window_values[task]
+        last = capacity - 1
+        for i in range(task * n_rows // n_tasks, (task + 1) * n_rows // n_tasks):
+            row = S[i]
+            for j in range(row.size):
+                x = row[j]
+                n_below += x < low
+                # Branch-free: always store, advance only when inside.
+                gathered[min(n_inside, last)] = x
+                n_inside += (x >= low) & (x <= high)
+        below[task] = n_below
+        inside[task] = n_inside
+    return below, inside
+
+
+# Sampled selection: a window around the median estimated from a sample of
+# _MEDIAN_SAMPLE entries should hold ~2% of the matrix; one pass counts what
+# lies below it and gathers what lies inside, then the window is partitioned.
+_MEDIAN_SAMPLE = 1 << 16
+_MEDIAN_WINDOW = 0.01  # quantile half-width, ~5 standard errors of the sample median
+_MEDIAN_CAPACITY = 0.05  # of the matrix, per task
+
+
+def median_of_matrix(S, n_tasks):
+    """Exactly ``np.median(S)`` for a finite, C-contiguous float matrix,
+    without the N x N copy ``np.median`` makes.
+
+    Small matrices: ``np.median`` itself. Large ones: a sample of the entries
+    brackets the median; one pass counts the entries below the bracket and
+    gathers those inside (~2%), whose partition gives the middle values. If
+    the bracket misses (the sample is unlucky or the values are heavily
+    tied), radix selection finds them instead (five passes). The sample uses
+    its own fixed-seed generator: the caller's random state is not touched.
+    """
+    size = S.size
+    dtype = S.dtype
+    if size <= 4 * _MEDIAN_SAMPLE:
+        return dtype.type(np.median(S))
+    low_rank = (size - 1) // 2
+    high_rank = size // 2
+    flat = S.reshape(-1)
+    sample = np.sort(flat[np.random.default_rng(0).integers(0, size, _MEDIAN_SAMPLE)])
+    low = sample[int((0.5 - _MEDIAN_WINDOW) * _MEDIAN_SAMPLE)]
+    high = sample[int((0.5 + _MEDIAN_WINDOW) * _MEDIAN_SAMPLE)]
+    capacity = max(1, int(_MEDIAN_CAPACITY * size))
+    window_values = np.empty((n_tasks, capacity), dtype=dtype)
+    below, inside = _count_below_and_gather_window(S, low, high, window_values)
+    n_below = int(below.sum())
+    window_holds_middle = n_below <= low_rank and high_rank < n_below + int(inside.sum())
+    if inside.max() >= capacity or not window_holds_middle:
+        return _radix_median(S, n_tasks)
+    window = np.concatenate([window_values[t, : inside[t]] for t in range(n_tasks)])
+    ranks = [low_rank - n_below, high_rank - n_below]
+    middle = np.partition(window, ranks)[ranks]
+    if size % 2 == 1:
+        return dtype.type(middle[0])
+    return _middle_mean(middle[0], middle[1], dtype)

@@ -184,7 +184,7 @@ def _block_rows(n_samples, itemsize, n_threads):
     return int(max(2 * n_threads, min(rows, 256)))
 
 
-def _group_rows(n_samples, itemsize):
+def _group_rows(n_samples):
     """Rows per group of the grouped column sums: a function of the problem
     only (never of the thread count), so results do not depend on threads.
     Larger groups mean fewer group sums to add (64 rows measured best at
@@ -233,7 +233,7 @@ class MessageState:
         Threads the caller has given Numba; the parallel kernel runs when
         there are several and ``n >= PARALLEL_MIN_SAMPLES[dtype]``.
     matrices : MessageMatrices or None
-        Zero message matrices allocated ahead; None allocates them here.
+        Zero message matrices allocated ahead (None: allocated here).
 
     Attributes
     ----------
@@ -249,12 +249,8 @@ class MessageState:
         dtype = S.dtype.type
         self.S = S
         if matrices is None:
-            # np.zeros maps zero pages lazily (np.zeros_like writes every
-            # byte first); the first pass touches them, on all threads.
-            self.R = np.zeros(S.shape, dtype=S.dtype)
-            self.A = np.zeros(S.shape, dtype=S.dtype)
-        else:
-            self.R, self.A = matrices.ready()
+            matrices = MessageMatrices(n, S.dtype)
+        self.R, self.A = matrices.ready()
         self.col_sum = np.zeros(n, dtype=S.dtype)
         self.col_sum_acc = np.zeros(n, dtype=np.float64)
         self.is_exemplar = np.zeros(n, dtype=np.bool_)
@@ -267,7 +263,7 @@ class MessageState:
         # adds them by fixed groups of rows (see messages.py).
         self.grouped = S.dtype == np.float32
         if self.grouped:
-            self.group_rows = _group_rows(n, S.dtype.itemsize)
+            self.group_rows = _group_rows(n)
             self.group_sums = np.empty((-(-n // self.group_rows), n), dtype=np.float64)
         self.damping = dtype(damping)
         self.one_minus_damping = dtype(1 - damping)  # as scikit-learn: 1 - d in float64 first

@@ -99,8 +99,9 @@ def _first_index_of_key(segment_bits, key):
 _SEARCH_CHUNK = 256
 
 
+@serial_kernel
 def search_chunks(n_samples):
-    """Length of the ``chunk_top`` scratch row for rows of ``n_samples``."""
+    """Number of search chunks in a row, the length of a ``chunk_top`` row."""
     return (n_samples + _SEARCH_CHUNK - 1) // _SEARCH_CHUNK
 
 
@@ -115,7 +116,7 @@ def _search_row(row_values, chunk_top):
     """
     n = row_values.size
     row_bits = bits_view(row_values)
-    n_chunks = (n + _SEARCH_CHUNK - 1) // _SEARCH_CHUNK
+    n_chunks = search_chunks(n)
     best_chunk = 0
     best_key = lowest_key_like(row_bits)
     for chunk in range(n_chunks):
@@ -148,18 +149,6 @@ def _search_row(row_values, chunk_top):
 
 
 @serial_kernel
-def _finish_availability_row(i, A_row, R_row, col_sum, damping, one_minus_damping):
-    """Off-diagonal availability update of row ``i`` (the diagonal is kept)."""
-    zero = A_row.dtype.type(0)
-    diagonal = A_row[i]
-    for k in range(A_row.size):
-        positive_r = max(R_row[k], zero)
-        clipped = max(positive_r - col_sum[k], zero)
-        A_row[k] = A_row[k] * damping - clipped * one_minus_damping
-    A_row[i] = diagonal
-
-
-@serial_kernel
 def _next_availability(a, r, col_sum_k, damping, one_minus_damping, zero):
     """Off-diagonal availability update of one element (scalar)."""
     positive_r = max(r, zero)
@@ -171,6 +160,18 @@ def _next_availability(a, r, col_sum_k, damping, one_minus_damping, zero):
 def _next_responsibility(r, s, subtracted, damping, one_minus_damping):
     """Responsibility update of one element (scalar)."""
     return r * damping + (s - subtracted) * one_minus_damping
+
+
+@serial_kernel
+def _finish_availability_row(i, A_row, R_row, col_sum, damping, one_minus_damping):
+    """Off-diagonal availability update of row ``i`` (the diagonal is kept)."""
+    zero = A_row.dtype.type(0)
+    diagonal = A_row[i]
+    for k in range(A_row.size):
+        A_row[k] = _next_availability(
+            A_row[k], R_row[k], col_sum[k], damping, one_minus_damping, zero
+        )
+    A_row[i] = diagonal
 
 
 # Hot loops hold no per-element branch or index comparison (a select on
@@ -241,7 +242,9 @@ def _responsibility_sums_then_next_availability(
     The loop adds ``max(R, 0)`` everywhere; the two sums that need another
     term (the arg-max column, whose ``R`` is fixed after the loop, and the
     diagonal, added unclipped) are saved before and redone after, each as a
-    single addition, which is bitwise what the plain order gives.
+    single addition, which is bitwise what the plain order gives. A separate
+    copy rather than a flag: a loop-invariant flag inside the loop stopped
+    the compiler from vectorizing it.
     """
     zero = S_row.dtype.type(0)
     r_at_best = R_row[best_index]

@@ -9,7 +9,7 @@ import numpy as np
 from numba import prange
 
 from fastap._kernels._jit import parallel_kernel, serial_kernel
-from fastap._kernels._order import order_key
+from fastap._kernels._order import bits_view, order_key
 
 
 @parallel_kernel
@@ -168,9 +168,9 @@ def _select_key(S_bits, rank, n_tasks):
 
 
 def _key_to_value(key, dtype):
-    bits_type = np.int64 if np.dtype(dtype).itemsize == 8 else np.int32
-    bits = np.array([key], dtype=bits_type)
-    return (bits ^ ((bits >> (bits.itemsize * 8 - 1)) & np.iinfo(bits_type).max)).view(dtype)[0]
+    key_array = bits_view(np.zeros(1, dtype=dtype))
+    key_array[0] = key
+    return order_key(key_array).view(dtype)[0]
 
 
 def _middle_mean(low, high, dtype):
@@ -182,7 +182,7 @@ def _radix_median(S, n_tasks):
     """Exact median by radix selection over order-preserving integer keys:
     five read-only passes over ``S`` with 16-bit digit histograms."""
     dtype = S.dtype
-    S_bits = S.view(np.int64 if dtype.itemsize == 8 else np.int32)
+    S_bits = bits_view(S)
     size = S.size
     low_rank = (size - 1) // 2
     low_key = _select_key(S_bits, low_rank, n_tasks)

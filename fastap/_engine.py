@@ -47,6 +47,32 @@ class FitResult(NamedTuple):
     labels: np.ndarray
     n_iter: int
     converged: bool
+    history: dict | None = None
+    final_damping: float | None = None
+
+
+class IterationInfo(NamedTuple):
+    """What a fit's ``callback`` receives after an iteration.
+
+    Attributes
+    ----------
+    iteration : int
+        Iterations run so far in this fit (1 after the first).
+    n_exemplars : int
+        Samples currently flagged as exemplars.
+    n_changed : int
+        Samples whose exemplar flag changed in this iteration.
+    damping : float
+        Damping used in this iteration.
+    elapsed : float
+        Seconds since the iterations started.
+    """
+
+    iteration: int
+    n_exemplars: int
+    n_changed: int
+    damping: float
+    elapsed: float
 
 
 # --------------------------------------------------------------------------
@@ -167,16 +193,21 @@ def _has_equal_similarities_and_preferences(S, preference):
 
 def _add_degeneracy_noise(S, random_state):
     """scikit-learn's ``S += (eps * S + tiny * 100) * N(0, 1)``, drawn by row
-    blocks from the same RandomState (the same stream as one N x N draw)."""
+    blocks from the same RandomState (the same stream as one N x N draw).
+    Returns the normals drawn for the diagonal."""
     n = S.shape[0]
     info = np.finfo(S.dtype)
     epsilon = info.eps
     tiny_times_100 = info.tiny * 100
     rows_per_block = max(1, _NOISE_BLOCK_ELEMENTS // n)
+    diagonal_normals = np.empty(n, dtype=np.float64)
     for start in range(0, n, rows_per_block):
         stop = min(start + rows_per_block, n)
         noise = random_state.standard_normal(size=(stop - start, n))
+        rows = np.arange(stop - start)
+        diagonal_normals[start:stop] = noise[rows, start + rows]
         setup.add_degeneracy_noise(S[start:stop], noise, epsilon, tiny_times_100)
+    return diagonal_normals
 
 
 def _block_rows(n_samples, itemsize, n_threads):
@@ -234,6 +265,10 @@ class MessageState:
         there are several and ``n >= PARALLEL_MIN_SAMPLES[dtype]``.
     matrices : MessageMatrices or None
         Zero message matrices allocated ahead (None: allocated here).
+    warm_messages : tuple (R, A) or None
+        Messages to continue from (a warm start), updated in place: ``A``
+        complete, as :meth:`complete_availability` leaves it. Exclusive with
+        ``matrices``.
 
     Attributes
     ----------
@@ -244,16 +279,20 @@ class MessageState:
         ``A(k, k) + R(k, k) > 0`` after the last iteration.
     """
 
-    def __init__(self, S, damping, n_threads, matrices=None):
+    def __init__(self, S, damping, n_threads, matrices=None, warm_messages=None):
         n = S.shape[0]
-        dtype = S.dtype.type
         self.S = S
-        if matrices is None:
-            matrices = MessageMatrices(n, S.dtype)
-        self.R, self.A = matrices.ready()
+        if warm_messages is not None:
+            self.R, self.A = warm_messages
+        else:
+            if matrices is None:
+                matrices = MessageMatrices(n, S.dtype)
+            self.R, self.A = matrices.ready()
         self.col_sum = np.zeros(n, dtype=S.dtype)
         self.col_sum_acc = np.zeros(n, dtype=np.float64)
-        self.is_exemplar = np.zeros(n, dtype=np.bool_)
+        # Flags as the messages stand, so that a warm start counts changes
+        # against the previous fit's exemplars.
+        self.is_exemplar = np.diagonal(self.A) + np.diagonal(self.R) > 0
         self.parallel = n_threads > 1 and n >= PARALLEL_MIN_SAMPLES[S.dtype]
         n_tasks = n_threads if self.parallel else 1
         self.row_values = np.empty((n_tasks, n), dtype=S.dtype)
@@ -265,14 +304,24 @@ class MessageState:
         if self.grouped:
             self.group_rows = _group_rows(n)
             self.group_sums = np.empty((-(-n // self.group_rows), n), dtype=np.float64)
+        self.set_damping(damping)
+        # The last iteration's off-diagonal availabilities are finished at
+        # the start of the next pass (see messages.py); False while A is
+        # complete (zero at the start, or after complete_availability).
+        self.availability_pending = False
+        self.n_iter = 0
+
+    def set_damping(self, damping):
+        """Use ``damping`` from the next iteration on."""
+        dtype = self.S.dtype.type
+        self.damping_value = float(damping)
         self.damping = dtype(damping)
         self.one_minus_damping = dtype(1 - damping)  # as scikit-learn: 1 - d in float64 first
-        self.n_iter = 0
 
     def iterate(self):
         """Run one iteration; return ``(n_exemplars, n_changed)``."""
         common = (self.S, self.A, self.R, self.col_sum)
-        finish_previous = self.n_iter > 0
+        finish_previous = self.availability_pending
         if self.grouped:
             kernel = (
                 messages.update_messages_grouped_parallel
@@ -294,6 +343,7 @@ class MessageState:
                 self.row_values, self.chunk_top,
             )
         self.n_iter += 1
+        self.availability_pending = True
         return messages.finish_iteration(
             self.A, self.R, self.col_sum, self.col_sum_acc, self.damping, self.one_minus_damping,
             self.is_exemplar,
@@ -301,9 +351,11 @@ class MessageState:
 
     def complete_availability(self):
         """Bring ``A`` off the diagonal to the end of the last iteration."""
-        messages.complete_availability(
-            self.A, self.R, self.col_sum, self.damping, self.one_minus_damping
-        )
+        if self.availability_pending:
+            messages.complete_availability(
+                self.A, self.R, self.col_sum, self.damping, self.one_minus_damping
+            )
+            self.availability_pending = False
 
 
 # --------------------------------------------------------------------------
@@ -335,6 +387,162 @@ class _Progress:
             )
 
 
+class AdaptiveDamping:
+    """Raise the damping while the exemplar set keeps flipping.
+
+    After Wang et al. (2007): oscillations are what keeps AP from
+    converging, and more damping removes them at the cost of slower
+    progress. Every ``window`` iterations the run is inspected; if the
+    exemplar set changed in at least ``oscillation_fraction`` of them (it is
+    oscillating rather than settling, which would leave long unchanged
+    runs), the damping goes up by ``step``, at most to ``maximum``.
+
+    Parameters
+    ----------
+    initial : float
+        Damping of the first iteration.
+    window : int
+        Iterations between two inspections.
+    step, maximum, oscillation_fraction : float
+    """
+
+    def __init__(self, initial=0.5, window=30, step=0.05, maximum=0.95, oscillation_fraction=0.5):
+        self.damping = float(initial)
+        self.window = int(window)
+        self.step = step
+        self.maximum = maximum
+        self.oscillation_fraction = oscillation_fraction
+        self._seen = 0
+        self._changed = 0
+
+    def observe(self, n_changed):
+        """Record one iteration; return the new damping if it was raised, else None."""
+        self._seen += 1
+        self._changed += n_changed > 0
+        if self._seen < self.window:
+            return None
+        oscillating = self._changed >= self.oscillation_fraction * self._seen
+        self._seen = self._changed = 0
+        if oscillating and self.damping < self.maximum:
+            # Rounded so that the steps land on 0.55, 0.6, ... exactly.
+            self.damping = round(min(self.damping + self.step, self.maximum), 10)
+            return self.damping
+        return None
+
+
+class _History:
+    """Per-iteration record: exemplars, changes, net similarity, damping.
+
+    Net similarity (Frey & Dueck's objective: every sample's similarity to
+    its most similar exemplar, exemplars counting their preference) costs a
+    read of the exemplar columns of ``S``; it is recomputed only in the
+    iterations where the exemplar set changed.
+    """
+
+    def __init__(self, n_samples):
+        self.columns = {"n_exemplars": [], "n_changed": [], "net_similarity": [], "damping": []}
+        self._row_best = np.empty(n_samples, dtype=np.float64)
+        self._net_similarity = np.nan
+
+    def record(self, state, n_exemplars, n_changed, damping):
+        if n_changed > 0 or not self.columns["n_exemplars"]:
+            if n_exemplars == 0:
+                self._net_similarity = np.nan
+            else:
+                exemplars = np.flatnonzero(state.is_exemplar)
+                self._net_similarity = assign.net_similarity(
+                    state.S, exemplars, state.is_exemplar, self._row_best
+                )
+        self.columns["n_exemplars"].append(n_exemplars)
+        self.columns["n_changed"].append(n_changed)
+        self.columns["net_similarity"].append(self._net_similarity)
+        self.columns["damping"].append(damping)
+
+    def as_arrays(self):
+        return {
+            "n_exemplars": np.asarray(self.columns["n_exemplars"], dtype=np.intp),
+            "n_changed": np.asarray(self.columns["n_changed"], dtype=np.intp),
+            "net_similarity": np.asarray(self.columns["net_similarity"], dtype=np.float64),
+            "damping": np.asarray(self.columns["damping"], dtype=np.float64),
+        }
+
+
+class LoopResult(NamedTuple):
+    """How :func:`iterate_until_converged` ended."""
+
+    n_iter: int
+    converged: bool
+    stopped_by_callback: bool
+
+
+def iterate_until_converged(
+    state,
+    *,
+    max_iter,
+    convergence_iter,
+    adaptive_damping=None,
+    history=None,
+    callback=None,
+    callback_every=1,
+    progress=None,
+):
+    """Iterate ``state`` until its exemplars settle, ``max_iter`` or a stop.
+
+    scikit-learn's convergence test: the exemplar flags have been identical
+    for the last ``convergence_iter`` iterations (checked from iteration
+    ``convergence_iter`` on) and there is at least one exemplar. Runs one
+    iteration per call into the kernels, so Ctrl-C stops it within one
+    iteration.
+
+    Parameters
+    ----------
+    state : MessageState
+    max_iter, convergence_iter : int
+    adaptive_damping : AdaptiveDamping or None
+        Consulted after every iteration; may raise ``state``'s damping.
+    history : _History or None
+        Receives one record per iteration.
+    callback : callable or None
+        ``callback(IterationInfo)`` every ``callback_every`` iterations; a
+        true return value stops the loop.
+    progress : _Progress or None
+
+    Returns
+    -------
+    LoopResult
+    """
+    started = time.perf_counter()
+    unchanged_run = 0
+    converged = False
+    stopped = False
+    iteration = -1
+    for iteration in range(max_iter):
+        damping = state.damping_value
+        n_exemplars, n_changed = state.iterate()
+        unchanged_run = unchanged_run + 1 if (iteration > 0 and n_changed == 0) else 1
+        if history is not None:
+            history.record(state, n_exemplars, n_changed, damping)
+        if progress is not None:
+            progress.update(iteration, n_exemplars, n_changed)
+        if iteration >= convergence_iter and unchanged_run >= convergence_iter and n_exemplars > 0:
+            converged = True
+        if callback is not None and (iteration + 1) % callback_every == 0:
+            info = IterationInfo(
+                iteration + 1, int(n_exemplars), int(n_changed), damping,
+                time.perf_counter() - started,
+            )
+            if callback(info):
+                stopped = not converged
+                break
+        if converged:
+            break
+        if adaptive_damping is not None:
+            raised = adaptive_damping.observe(n_changed)
+            if raised is not None:
+                state.set_damping(raised)
+    return LoopResult(iteration + 1, converged, stopped)
+
+
 def _assign_clusters(S, is_exemplar):
     """Exemplar flags -> (cluster_centers_indices, labels), as scikit-learn."""
     n = S.shape[0]
@@ -355,6 +563,43 @@ def _assign_clusters(S, is_exemplar):
     return cluster_centers_indices, np.searchsorted(cluster_centers_indices, labels)
 
 
+def warn_if_not_converged(cluster_centers_indices, converged):
+    """scikit-learn's two ConvergenceWarnings."""
+    if cluster_centers_indices.size == 0:
+        warnings.warn(
+            "Affinity propagation did not converge and this model will not have any "
+            "cluster centers.",
+            ConvergenceWarning,
+        )
+    elif not converged:
+        warnings.warn(
+            "Affinity propagation did not converge, this model may return degenerate "
+            "cluster centers and labels.",
+            ConvergenceWarning,
+        )
+
+
+def prepare_similarities(S, preference, random_state):
+    """Preferences on the diagonal, then scikit-learn's degeneracy noise.
+
+    Returns the standard normals drawn for the diagonal, with which the
+    preference can later be changed as if the noise had been drawn for the
+    new one (see :func:`set_preference`).
+    """
+    S.flat[:: S.shape[0] + 1] = preference
+    return _add_degeneracy_noise(S, random_state)
+
+
+def set_preference(S, preference, diagonal_normals):
+    """Put a new preference with its noise on the diagonal of a prepared ``S``:
+    bitwise what :func:`prepare_similarities` gives for that preference and
+    the same random state (the off-diagonal noise does not depend on it)."""
+    n = S.shape[0]
+    S.flat[:: n + 1] = preference
+    info = np.finfo(S.dtype)
+    setup.add_diagonal_noise(S, diagonal_normals, info.eps, info.tiny * 100)
+
+
 def run_affinity_propagation(
     S,
     preference,
@@ -367,6 +612,11 @@ def run_affinity_propagation(
     verbose=False,
     messages_out=None,
     matrices=None,
+    warm_messages=None,
+    adaptive_damping=None,
+    record_history=False,
+    callback=None,
+    callback_every=1,
 ):
     """Affinity Propagation on a similarity matrix, in place.
 
@@ -378,7 +628,8 @@ def run_affinity_propagation(
     preference : ndarray, 0-d or of shape (n_samples,)
         Finite preferences (already validated).
     damping, max_iter, convergence_iter, verbose
-        As in :class:`fastap.AffinityPropagation`.
+        As in :class:`fastap.AffinityPropagation`; ``damping`` is the
+        initial damping when ``adaptive_damping`` is given.
     random_state : numpy.random.RandomState
     n_threads : int
         Threads for the parallel kernels (the caller sets Numba's count).
@@ -388,6 +639,14 @@ def run_affinity_propagation(
         iteration).
     matrices : MessageMatrices or None
         Message matrices allocated ahead by the caller (see MessageMatrices).
+    warm_messages : tuple (R, A) or None
+        Messages of an earlier run to continue from (warm start), as
+        ``messages_out`` returned them; updated in place.
+    adaptive_damping : AdaptiveDamping or None
+    record_history : bool
+        Return the per-iteration record in ``FitResult.history``.
+    callback, callback_every
+        See :func:`iterate_until_converged`.
 
     Returns
     -------
@@ -402,47 +661,35 @@ def run_affinity_propagation(
             return FitResult(np.arange(n), np.arange(n), 0, True)
         return FitResult(np.array([0]), np.zeros(n, dtype=np.intp), 0, True)
 
-    S.flat[:: n + 1] = preference
-    _add_degeneracy_noise(S, random_state)
+    prepare_similarities(S, preference, random_state)
 
-    state = MessageState(S, damping, n_threads, matrices)
-    progress = _Progress(verbose, n)
-    unchanged_run = 0
-    converged = False
-    iteration = 0
-    for iteration in range(max_iter):
-        n_exemplars, n_changed = state.iterate()
-        # scikit-learn's test: the exemplar flags have been identical for the
-        # last convergence_iter iterations, checked from iteration
-        # convergence_iter on.
-        unchanged_run = unchanged_run + 1 if (iteration > 0 and n_changed == 0) else 1
-        progress.update(iteration, n_exemplars, n_changed)
-        if iteration >= convergence_iter and unchanged_run >= convergence_iter and n_exemplars > 0:
-            converged = True
-            break
-
+    state = MessageState(S, damping, n_threads, matrices, warm_messages)
+    history = _History(n) if record_history else None
+    loop = iterate_until_converged(
+        state,
+        max_iter=max_iter,
+        convergence_iter=convergence_iter,
+        adaptive_damping=adaptive_damping,
+        history=history,
+        callback=callback,
+        callback_every=callback_every,
+        progress=_Progress(verbose, n),
+    )
     if verbose:
-        print(f"Converged after {iteration} iterations." if converged else "Did not converge")
+        print(f"Converged after {loop.n_iter - 1} iterations." if loop.converged
+              else "Did not converge")
 
     if messages_out is not None:
         state.complete_availability()
         messages_out["responsibility"] = state.R
         messages_out["availability"] = state.A
     is_exemplar = state.is_exemplar
-    del state  # frees R and A before the assignment
+    final_damping = state.damping_value
+    del state  # frees R and A before the assignment (unless the caller keeps them)
 
     cluster_centers_indices, labels = _assign_clusters(S, is_exemplar)
-    if cluster_centers_indices.size > 0:
-        if not converged:
-            warnings.warn(
-                "Affinity propagation did not converge, this model may return degenerate "
-                "cluster centers and labels.",
-                ConvergenceWarning,
-            )
-    else:
-        warnings.warn(
-            "Affinity propagation did not converge and this model will not have any "
-            "cluster centers.",
-            ConvergenceWarning,
-        )
-    return FitResult(cluster_centers_indices, labels, iteration + 1, converged)
+    warn_if_not_converged(cluster_centers_indices, loop.converged)
+    return FitResult(
+        cluster_centers_indices, labels, loop.n_iter, loop.converged,
+        history.as_arrays() if history is not None else None, final_damping,
+    )

@@ -7,6 +7,7 @@ assigns again. These kernels do the same arithmetic without the
 ``S[:, I]`` and ``S[ii][:, ii]`` copies.
 """
 
+import numpy as np
 from numba import prange
 
 from fastap._kernels._jit import parallel_kernel
@@ -49,3 +50,47 @@ def within_cluster_column_sums(S, labels, column_sums):
             label = labels[i]
             for j in range(start, stop):
                 column_sums[j] += row[j] if labels[j] == label else zero
+
+
+@parallel_kernel
+def net_similarity(S, exemplars, is_exemplar, row_best):
+    """Frey & Dueck's net similarity of an exemplar set, in float64.
+
+    ``sum_i max_e S[i, e]`` over the ``exemplars`` for non-exemplars, plus
+    ``S[e, e]`` (the preference) for each exemplar. ``row_best`` (float64,
+    length n) is scratch; rows are independent and the total is added in
+    row order, so the result does not depend on the thread count.
+    """
+    n = S.shape[0]
+    for i in prange(n):
+        row = S[i]
+        if is_exemplar[i]:
+            row_best[i] = row[i]
+        else:
+            best = -np.inf
+            for e in exemplars:
+                best = max(best, row[e])
+            row_best[i] = best
+    total = 0.0
+    for i in range(n):
+        total += row_best[i]
+    return total
+
+
+@parallel_kernel
+def evidence_margin(A, R, exemplars, assigned, margin):
+    """How clear-cut each sample's assignment is, from the final messages.
+
+    ``margin[i] = E(i, assigned[i]) - max_{e != assigned[i]} E(i, e)`` over
+    the ``exemplars``, where ``E = A + R`` is AP's evidence that ``e`` is
+    ``i``'s exemplar; +inf with a single exemplar. Rows are independent.
+    """
+    for i in prange(A.shape[0]):
+        a_row = A[i]
+        r_row = R[i]
+        own = assigned[i]
+        best_other = -np.inf
+        for e in exemplars:
+            if e != own:
+                best_other = max(best_other, a_row[e] + r_row[e])
+        margin[i] = (a_row[own] + r_row[own]) - best_other

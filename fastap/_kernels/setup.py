@@ -77,6 +77,15 @@ def add_degeneracy_noise(S_rows, noise, epsilon, tiny_times_100):
             S_rows[i, j] = s + coefficient * noise[i, j]
 
 
+@serial_kernel
+def add_diagonal_noise(S, diagonal_normals, epsilon, tiny_times_100):
+    """:func:`add_degeneracy_noise` on the diagonal alone (same arithmetic)."""
+    for k in range(S.shape[0]):
+        s = S[k, k]
+        coefficient = epsilon * s + tiny_times_100
+        S[k, k] = s + coefficient * diagonal_normals[k]
+
+
 @parallel_kernel
 def off_diagonal_all_equal(S):
     """True when every off-diagonal entry equals ``S[0, 1]`` (n >= 2)."""

@@ -45,28 +45,43 @@ class Fit(Benchmark):
 
 
 class Agreement(Benchmark):
-    """Correctness beside speed: agreement of fastap with scikit-learn."""
+    """Correctness beside speed: agreement of fastap with scikit-learn.
+
+    Both fits of every (size, dtype) run once, in ``setup_cache``, and the
+    three tracks read their outcome: three tracks must not mean three
+    scikit-learn fits at N=5000.
+    """
 
     param_names = ["n_samples", "dtype"]
     params = [SIZES, DTYPES]
 
-    def setup(self, n_samples, dtype):
+    def setup_cache(self):
         from sklearn.metrics import adjusted_rand_score
 
-        X = blobs(n_samples, dtype)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.ours = make_estimator("fastap", None).fit(X)
-            self.theirs = make_estimator("sklearn", 1).fit(X)
-        self.ari = adjusted_rand_score(self.ours.labels_, self.theirs.labels_)
+        outcome = {}
+        for n_samples in SIZES:
+            for dtype in DTYPES:
+                X = blobs(n_samples, dtype)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ours = make_estimator("fastap", None).fit(X)
+                    theirs = make_estimator("sklearn", 1).fit(X)
+                outcome[n_samples, dtype] = {
+                    "ari": float(adjusted_rand_score(ours.labels_, theirs.labels_)),
+                    "same_centers": float(
+                        np.array_equal(
+                            ours.cluster_centers_indices_, theirs.cluster_centers_indices_
+                        )
+                    ),
+                    "n_iter_difference": int(ours.n_iter_ - theirs.n_iter_),
+                }
+        return outcome
 
-    def track_adjusted_rand_index(self, n_samples, dtype):
-        return self.ari
+    def track_adjusted_rand_index(self, outcome, n_samples, dtype):
+        return outcome[n_samples, dtype]["ari"]
 
-    def track_same_centers(self, n_samples, dtype):
-        return float(
-            np.array_equal(self.ours.cluster_centers_indices_, self.theirs.cluster_centers_indices_)
-        )
+    def track_same_centers(self, outcome, n_samples, dtype):
+        return outcome[n_samples, dtype]["same_centers"]
 
-    def track_n_iter_difference(self, n_samples, dtype):
-        return self.ours.n_iter_ - self.theirs.n_iter_
+    def track_n_iter_difference(self, outcome, n_samples, dtype):
+        return outcome[n_samples, dtype]["n_iter_difference"]

@@ -1,4 +1,4 @@
-"""Command line: ``fastap demo``, ``fastap info``, ``fastap warmup``."""
+"""Command line: ``fastap demo``, ``fastap fit``, ``fastap info``, ``fastap warmup``."""
 
 import argparse
 import sys
@@ -114,9 +114,19 @@ def warmup_command():
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block)."""
+
+    def error(self, message):
+        """Print ``prog: error: message`` and a pointer to --help; exit 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv=None):
     """Entry point of the ``fastap`` command."""
-    parser = argparse.ArgumentParser(prog="fastap", description="Fast Affinity Propagation.")
+    from fastap import _cli_fit
+
+    parser = _Parser(prog="fastap", description="Fast Affinity Propagation.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser(
         "demo", help="cluster a built-in dataset; compare with scikit-learn"
@@ -127,6 +137,7 @@ def main(argv=None):
     demo_parser.add_argument(
         "--no-compare", action="store_true", help="skip the scikit-learn fit"
     )
+    _cli_fit.add_parser(commands)
     commands.add_parser("info", help="versions, threads, kernel cache")
     commands.add_parser("warmup", help="compile and cache the kernels")
     args = parser.parse_args(argv)
@@ -135,6 +146,8 @@ def main(argv=None):
         if args.n_samples < 1:
             parser.error("--n-samples must be at least 1")
         return demo(args.n_samples, args.dtype, not args.no_compare, args.n_jobs)
+    if args.command == "fit":
+        return _cli_fit.fit_command(args)
     if args.command == "info":
         return info()
     return warmup_command()

@@ -96,9 +96,59 @@ def median(values):
     return values[middle] if len(values) % 2 else 0.5 * (values[middle - 1] + values[middle])
 
 
-def main():
+def versions(n_jobs):
+    """One line of versions and the CPU, as printed above the table."""
+    import numba
+    import numpy
+    import sklearn
+
+    import fastap
+
+    return (
+        f"fastap {fastap.__version__}, scikit-learn {sklearn.__version__}, "
+        f"numba {numba.__version__}, numpy {numpy.__version__}, "
+        f"python {sys.version.split()[0]}, threads for fastap: {n_jobs}\n"
+        f"CPU: {_cpu_name()}, {os.cpu_count()} logical CPUs, "
+        f"{_memory_gib():.0f} GiB memory"
+    )
+
+
+def measure(sizes, repeats=3, n_jobs=2, sklearn_repeats=None):
+    """Yield one row (a dict) per size and fastap dtype, as it is measured."""
+    sklearn_repeats = sklearn_repeats or repeats
+    run_child(CHILD, "fastap", 600, "float64", n_jobs)  # fill the kernel cache
+    run_child(CHILD, "fastap", 600, "float32", n_jobs)
+    for n in sizes:
+        sk = [run_child(CHILD, "sklearn", n, "float64", 1) for _ in range(sklearn_repeats)]
+        sk_time = median([r["seconds"] for r in sk])
+        for dtype in ("float64", "float32"):
+            fa = [run_child(CHILD, "fastap", n, dtype, n_jobs) for _ in range(repeats)]
+            fa_time = median([r["seconds"] for r in fa])
+            per_iteration = run_child(ITERATION, n, dtype, HERE) if n >= 1000 else None
+            yield {
+                "N": n,
+                "dtype": dtype,
+                "fastap_s": fa_time,
+                "sklearn_s": sk_time,
+                "speedup": sk_time / fa_time,
+                "fastap_iter": fa[0]["n_iter"],
+                "sklearn_iter": sk[0]["n_iter"],
+                "fastap_clusters": fa[0]["n_clusters"],
+                "sklearn_clusters": sk[0]["n_clusters"],
+                "same_labels": fa[0]["labels_hash"] == sk[0]["labels_hash"],
+                "fastap_rss": max(r["peak_rss_mib"] for r in fa),
+                "sklearn_rss": max(r["peak_rss_mib"] for r in sk),
+                "iteration_ms": per_iteration and per_iteration["iteration"] * 1e3,
+                "floor_ms": per_iteration and per_iteration["floor"] * 1e3,
+                "all_fastap_s": [round(r["seconds"], 3) for r in fa],
+                "all_sklearn_s": [round(r["seconds"], 3) for r in sk],
+            }
+
+
+def parse_arguments(description=__doc__, argv=None, extra=None):
+    """The options shared by compare.py and report.py."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 4000, 8000])
     parser.add_argument("--repeats", type=int, default=3)
@@ -109,80 +159,68 @@ def main():
         default=None,
         help="repeats for scikit-learn (default: --repeats)",
     )
-    args = parser.parse_args()
-    sklearn_repeats = args.sklearn_repeats or args.repeats
+    if extra is not None:
+        extra(parser)
+    return parser.parse_args(argv)
 
-    import numba
-    import numpy
-    import sklearn
 
-    import fastap
-
-    print(
-        f"fastap {fastap.__version__}, scikit-learn {sklearn.__version__}, "
-        f"numba {numba.__version__}, numpy {numpy.__version__}, "
-        f"python {sys.version.split()[0]}, threads for fastap: {args.n_jobs}"
-    )
-    print(f"CPU: {_cpu_name()}, {os.cpu_count()} logical CPUs\n")
-    run_child(CHILD, "fastap", 600, "float64", args.n_jobs)  # fill the kernel cache
-    run_child(CHILD, "fastap", 600, "float32", args.n_jobs)
-
+def main():
+    args = parse_arguments()
+    print(versions(args.n_jobs) + "\n")
     rows = []
-    for n in args.sizes:
-        sk = [run_child(CHILD, "sklearn", n, "float64", 1) for _ in range(sklearn_repeats)]
-        sk_time = median([r["seconds"] for r in sk])
-        for dtype in ("float64", "float32"):
-            fa = [run_child(CHILD, "fastap", n, dtype, args.n_jobs) for _ in range(args.repeats)]
-            fa_time = median([r["seconds"] for r in fa])
-            per_iteration = run_child(ITERATION, n, dtype, HERE) if n >= 1000 else None
-            rows.append(
-                {
-                    "N": n,
-                    "dtype": dtype,
-                    "fastap_s": fa_time,
-                    "sklearn_s": sk_time,
-                    "speedup": sk_time / fa_time,
-                    "fastap_iter": fa[0]["n_iter"],
-                    "sklearn_iter": sk[0]["n_iter"],
-                    "fastap_clusters": fa[0]["n_clusters"],
-                    "sklearn_clusters": sk[0]["n_clusters"],
-                    "same_labels": fa[0]["labels_hash"] == sk[0]["labels_hash"],
-                    "fastap_rss": max(r["peak_rss_mib"] for r in fa),
-                    "sklearn_rss": max(r["peak_rss_mib"] for r in sk),
-                    "iteration_ms": per_iteration and per_iteration["iteration"] * 1e3,
-                    "floor_ms": per_iteration and per_iteration["floor"] * 1e3,
-                    "all_fastap_s": [round(r["seconds"], 3) for r in fa],
-                    "all_sklearn_s": [round(r["seconds"], 3) for r in sk],
-                }
-            )
-            _print_row(rows[-1], header=len(rows) == 1)
+    for row in measure(args.sizes, args.repeats, args.n_jobs, args.sklearn_repeats):
+        rows.append(row)
+        _print_row(row, header=len(rows) == 1)
     print("\nRaw times (s):")
-    for row in rows:
-        print(
-            f"  N={row['N']} {row['dtype']}: fastap {row['all_fastap_s']}, "
-            f"scikit-learn float64 {row['all_sklearn_s']}"
-        )
+    print(raw_times(rows))
+
+
+def raw_times(rows):
+    """Every repeat's time, one line per row."""
+    return "\n".join(
+        f"  N={row['N']} {row['dtype']}: fastap {row['all_fastap_s']}, "
+        f"scikit-learn float64 {row['all_sklearn_s']}"
+        for row in rows
+    )
+
+
+def markdown_table(rows):
+    """The README's table for ``rows``."""
+    return "\n".join(_format_row(row, header=index == 0) for index, row in enumerate(rows))
 
 
 def _print_row(row, header):
+    print(_format_row(row, header), flush=True)
+
+
+def _format_row(row, header):
+    lines = []
     if header:
-        print(
-            "| N | fastap dtype | fastap fit | sklearn fit (float64) | speed-up "
+        lines.append(
+            "| N | fastap dtype | fastap fit | scikit-learn fit | speed-up "
             "| iterations fastap / sklearn | clusters fastap / sklearn | same labels "
             "| per iteration / floor | peak RSS fastap / sklearn |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
     per_iteration = "-"
     if row["iteration_ms"]:
         ratio = row["iteration_ms"] / row["floor_ms"]
         per_iteration = f"{row['iteration_ms']:.1f} / {row['floor_ms']:.1f} ms ({ratio:.2f}x)"
-    print(
+    same = "yes" if row["same_labels"] else "no"
+    lines.append(
         f"| {row['N']} | {row['dtype']} | {row['fastap_s']:.3f} s | {row['sklearn_s']:.3f} s "
         f"| {row['speedup']:.1f}x | {row['fastap_iter']} / {row['sklearn_iter']} "
-        f"| {row['fastap_clusters']} / {row['sklearn_clusters']} | {row['same_labels']} "
-        f"| {per_iteration} | {row['fastap_rss']:.0f} / {row['sklearn_rss']:.0f} MiB |",
-        flush=True,
+        f"| {row['fastap_clusters']} / {row['sklearn_clusters']} | {same} "
+        f"| {per_iteration} | {row['fastap_rss']:.0f} / {row['sklearn_rss']:.0f} MiB |"
     )
+    return "\n".join(lines)
+
+
+def _memory_gib():
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return float("nan")
 
 
 def _cpu_name():

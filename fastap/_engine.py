@@ -407,11 +407,16 @@ class AdaptiveDamping:
     """
 
     def __init__(self, initial=0.5, window=30, step=0.05, maximum=0.95, oscillation_fraction=0.5):
-        self.damping = float(initial)
+        self.initial = float(initial)
         self.window = int(window)
         self.step = step
         self.maximum = maximum
         self.oscillation_fraction = oscillation_fraction
+        self.reset()
+
+    def reset(self):
+        """Back to the initial damping, as for a fresh run."""
+        self.damping = self.initial
         self._seen = 0
         self._changed = 0
 

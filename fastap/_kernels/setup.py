@@ -154,12 +154,24 @@ def _count_not_above_and_next(S_bits, key, n_tasks):
     return not_above.sum(), above.min()
 
 
-def _select_key(S_bits, rank, n_tasks):
-    """Key of the element of 0-based ``rank`` in sorted order (radix select)."""
+def _excluded_digit_histogram(excluded_keys, prefix, shift):
+    """:func:`_digit_histogram` of a few keys, in NumPy."""
+    width = excluded_keys.itemsize * 8
+    if shift + _RADIX_BITS < width:
+        excluded_keys = excluded_keys[(excluded_keys >> (shift + _RADIX_BITS)) == prefix]
+    digits = (excluded_keys >> shift) & (_RADIX_SIZE - 1)
+    return np.bincount(digits.astype(np.intp), minlength=_RADIX_SIZE)
+
+
+def _select_key(S_bits, rank, n_tasks, excluded_keys=None):
+    """Key of the element of 0-based ``rank`` in sorted order (radix select),
+    leaving out one occurrence of each of ``excluded_keys`` if given."""
     width = S_bits.itemsize * 8
     prefix = 0
     for shift in range(width - _RADIX_BITS, -1, -_RADIX_BITS):
         counts = _digit_histogram(S_bits, prefix, shift, n_tasks)
+        if excluded_keys is not None:
+            counts = counts - _excluded_digit_histogram(excluded_keys, prefix, shift)
         if shift == width - _RADIX_BITS:
             # The top digit carries the sign: visit it in signed order.
             order = np.r_[np.arange(_RADIX_SIZE // 2, _RADIX_SIZE), np.arange(_RADIX_SIZE // 2)]
@@ -272,3 +284,75 @@ def median_of_matrix(S, n_tasks):
     if size % 2 == 1:
         return dtype.type(middle[0])
     return _middle_mean(middle[0], middle[1], dtype)
+
+
+def _remove_values(sorted_values, removed):
+    """``sorted_values`` less one occurrence of each of ``removed`` (all present)."""
+    if removed.size == 0:
+        return sorted_values
+    removed = np.sort(removed)
+    positions = np.searchsorted(sorted_values, removed, side="left")
+    # Equal removed values take consecutive positions.
+    positions += np.arange(removed.size) - np.searchsorted(removed, removed, side="left")
+    keep = np.ones(sorted_values.size, dtype=np.bool_)
+    keep[positions] = False
+    return sorted_values[keep]
+
+
+def _radix_off_diagonal(S, ranks, n_tasks):
+    S_bits = bits_view(S)
+    diagonal_keys = order_key(bits_view(np.ascontiguousarray(np.diagonal(S))))
+    return np.array(
+        [_key_to_value(_select_key(S_bits, rank, n_tasks, diagonal_keys), S.dtype)
+         for rank in ranks],
+        dtype=S.dtype,
+    )
+
+
+def off_diagonal_order_statistics(S, ranks, n_tasks):
+    """Values of the given 0-based ``ranks`` among the off-diagonal entries of
+    a square, finite, C-contiguous float matrix in sorted order, without
+    copying it (as :func:`median_of_matrix`: a sampled window gathered in one
+    pass, radix selection if the window misses). ``ranks`` ascending."""
+    n = S.shape[0]
+    ranks = np.asarray(ranks, dtype=np.int64)
+    n_off = n * n - n
+    if S.size <= 4 * _MEDIAN_SAMPLE:
+        return np.sort(S[~np.eye(n, dtype=np.bool_)])[ranks]
+    flat = S.reshape(-1)
+    picks = np.random.default_rng(0).integers(0, S.size, _MEDIAN_SAMPLE)
+    sample = np.sort(flat[picks[picks % (n + 1) != 0]])
+    low_fraction = ranks[0] / n_off - _MEDIAN_WINDOW
+    high_fraction = ranks[-1] / n_off + _MEDIAN_WINDOW
+    # An open end when the window reaches past the sample: the minimum or
+    # maximum (q = 0 or 1) is then gathered with its neighbours.
+    low = sample[int(low_fraction * sample.size)] if low_fraction > 0 else -np.inf
+    high = sample[int(high_fraction * sample.size)] if high_fraction < 1 else np.inf
+    capacity = max(1, int(_MEDIAN_CAPACITY * S.size))
+    window_values = np.empty((n_tasks, capacity), dtype=S.dtype)
+    below, inside = _count_below_and_gather_window(
+        S, S.dtype.type(low), S.dtype.type(high), window_values
+    )
+    if inside.max() >= capacity:
+        return _radix_off_diagonal(S, ranks, n_tasks)
+    diagonal = np.diagonal(S)
+    n_below = int(below.sum()) - int(np.count_nonzero(diagonal < low))
+    window = np.sort(np.concatenate([window_values[t, : inside[t]] for t in range(n_tasks)]))
+    window = _remove_values(window, diagonal[(diagonal >= low) & (diagonal <= high)])
+    if not (n_below <= ranks[0] and ranks[-1] < n_below + window.size):
+        return _radix_off_diagonal(S, ranks, n_tasks)
+    return window[ranks - n_below]
+
+
+def off_diagonal_quantile(S, q, n_tasks):
+    """``np.quantile`` (linear method) of the off-diagonal entries of ``S``,
+    exactly, without the copy: R's ``quantile(s, q)`` as apcluster uses it."""
+    n = S.shape[0]
+    n_off = n * n - n
+    virtual_index = (n_off - 1) * q
+    lower = min(int(np.floor(virtual_index)), n_off - 1)
+    upper = min(lower + 1, n_off - 1)
+    low, high = off_diagonal_order_statistics(S, [lower, upper], n_tasks)
+    # NumPy's own interpolation between the two neighbours: same weight
+    # (virtual_index - lower), same rounding as on the whole array.
+    return S.dtype.type(np.quantile(np.array([low, high]), virtual_index - lower))

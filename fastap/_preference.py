@@ -1,0 +1,277 @@
+"""Choosing the preference: quantiles, the preference range, a target K.
+
+``preference_range`` follows R's apcluster ``preferenceRange``; the search
+for a number of clusters follows Frey & Dueck's ``apclusterK`` (bisection
+over the preference), except that each step continues from the previous
+step's messages instead of starting from zero.
+"""
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+
+from fastap import _engine
+from fastap._kernels import preference as preference_kernels
+from fastap._kernels import setup
+
+
+class PreferenceRange(NamedTuple):
+    """Preferences between which the number of clusters goes from 1 to N.
+
+    Attributes
+    ----------
+    low : float
+        The smallest preference at which more than one cluster can be
+        better than one (below it, one cluster has the larger net
+        similarity). ``method="bound"`` gives a lower bound of it.
+    high : float
+        The largest off-diagonal similarity: with a larger preference every
+        sample is its own exemplar (N clusters).
+    """
+
+    low: float
+    high: float
+
+
+def preference_range_of_similarities(S, method="bound"):
+    """:class:`PreferenceRange` of a finite square similarity matrix.
+
+    A sample's similarity to itself counts as 0 (see
+    ``fastap/_kernels/preference.py``); the diagonal of ``S`` is not read.
+    ``method="bound"`` takes one pass over ``S``; ``"exact"`` takes O(n^3)
+    time and a transposed copy of ``S``.
+    """
+    n = S.shape[0]
+    if n < 2:
+        raise ValueError("The preference range needs at least 2 samples.")
+    column_sums = np.empty(n, dtype=np.float64)
+    row_maxima = np.empty(n, dtype=np.float64)
+    preference_kernels.off_diagonal_column_sums_and_row_maxima(S, column_sums, row_maxima)
+    one_exemplar = column_sums.max()
+    high = row_maxima.max()
+    if method == "exact":
+        two_exemplars = preference_kernels.best_pair_similarity(np.ascontiguousarray(S.T))
+    else:
+        # Every other sample at its most similar sample, the two least well
+        # placed ones as exemplars (contributing 0): no pair does better.
+        two_smallest = np.partition(row_maxima, 1)[:2]
+        two_exemplars = row_maxima.sum() - two_smallest.sum()
+    return PreferenceRange(float(one_exemplar - two_exemplars), float(high))
+
+
+class SearchStep(NamedTuple):
+    """One step of the search for a number of clusters."""
+
+    preference: float
+    n_clusters: int
+    n_iter: int
+    converged: bool
+
+
+class _SignedLogScale:
+    """Bisection coordinates: ``t = asinh(p / scale)``, logarithmic for
+    ``|p| >> scale`` and linear near 0, so a range spanning decades of
+    negative similarities is halved in ratio rather than in width."""
+
+    def __init__(self, scale):
+        self.scale = scale
+
+    def to_t(self, preference):
+        return np.arcsinh(preference / self.scale)
+
+    def to_preference(self, t):
+        return self.scale * np.sinh(t)
+
+
+def search_n_clusters(
+    S,
+    n_clusters,
+    *,
+    damping,
+    max_iter,
+    convergence_iter,
+    random_state,
+    n_threads,
+    warm=True,
+    max_steps=40,
+    adaptive_damping=None,
+    history=None,
+    callback=None,
+    callback_every=1,
+    messages_out=None,
+    verbose=False,
+):
+    """Affinity Propagation with the preference that gives ``n_clusters``.
+
+    Bisection over the preference range (in signed-log coordinates) on one
+    prepared similarity matrix: the off-diagonal noise is drawn once and
+    each step changes only the diagonal, bitwise as a fit with that
+    preference and the same random state would have it. With ``warm`` each
+    step continues from the previous step's messages; otherwise they are
+    reset to zero (classic cold restarts, kept for comparison).
+
+    Returns
+    -------
+    result : FitResult
+        The fit at the chosen preference.
+    preference : float
+        The chosen preference (in ``S``'s dtype, before noise).
+    steps : list of SearchStep
+        Every evaluation, in order (the last one is the returned fit).
+    """
+    n = S.shape[0]
+    dtype = S.dtype.type
+    low, high = preference_range_of_similarities(S)
+    # The bracket: at the lower end one cluster is best, at the upper end
+    # every sample is alone (a small margin beyond each, so that 1 and N
+    # clusters are reachable).
+    scale = _SignedLogScale(max(abs(high), (high - low) * 1e-9, np.finfo(np.float64).tiny))
+    bracket = _Bracket(
+        scale.to_t(low - abs(low) * 1e-3), 1, scale.to_t(high + abs(high) * 1e-3 + 1e-12), n
+    )
+    # The search starts at the median similarity (scikit-learn's default
+    # preference, usually a moderate number of clusters).
+    start = float(setup.off_diagonal_quantile(S, 0.5, max(2, n_threads)))
+    diagonal_normals = _engine.prepare_similarities(S, dtype(low), random_state)
+    if adaptive_damping is None:
+        # Steps far from the answer often oscillate, and an unconverged
+        # count misleads the search: raise the damping when they do.
+        adaptive_damping = _engine.AdaptiveDamping(damping)
+    state = _engine.MessageState(S, damping, n_threads)
+    steps = []
+
+    def evaluate(preference, cold):
+        _engine.set_preference(S, preference, diagonal_normals)
+        if cold:
+            state.R.fill(0)
+            state.A.fill(0)
+            state.availability_pending = False
+            state.is_exemplar[:] = False
+            adaptive_damping.reset()
+            state.set_damping(adaptive_damping.damping)
+        loop = _engine.iterate_until_converged(
+            state,
+            max_iter=max_iter,
+            convergence_iter=convergence_iter,
+            adaptive_damping=adaptive_damping,
+            history=history,
+            callback=callback,
+            callback_every=callback_every,
+        )
+        step = SearchStep(float(preference), int(state.is_exemplar.sum()), loop.n_iter,
+                          loop.converged)
+        steps.append(step)
+        if verbose:
+            print(f"[fastap] preference {float(preference):.6g}: {step.n_clusters} clusters, "
+                  f"{step.n_iter} iterations{'' if step.converged else ', not converged'}")
+        if loop.stopped_by_callback:
+            raise _StopSearch
+        return step
+
+    best = None
+    stopped = False
+    t = scale.to_t(start)
+    # Warm steps inherit the previous step's clusters, and near a jump in
+    # the number of clusters that memory can stall the search (the same
+    # preference gives different counts from different starts); a step
+    # then starts cold once.
+    cold_next = not warm
+    for _ in range(max_steps):
+        preference = dtype(scale.to_preference(t))
+        try:
+            step = evaluate(preference, cold=cold_next)
+        except _StopSearch:
+            stopped = True
+            break
+        if best is None or _closer(step, best, n_clusters):
+            best = step
+        if step.n_clusters == n_clusters and step.converged:
+            break
+        counted = step.n_clusters
+        if not step.converged and counted in (0, n):
+            # All flags flipping together is what AP does far below the
+            # useful preferences (not above them, where N clusters settle
+            # at once): read it as too few clusters.
+            counted = 0
+        bracket.update(t, counted, n_clusters)
+        t = bracket.next_t(n_clusters)
+        cold_next = not warm or bracket.stalled
+        if dtype(scale.to_preference(bracket.t_low)) >= dtype(scale.to_preference(bracket.t_high)):
+            break  # the bracket is down to one representable preference
+
+    if not stopped and best is not None and steps[-1] is not best:
+        try:
+            evaluate(dtype(best.preference), cold=True)
+        except _StopSearch:
+            pass
+    final = steps[-1]
+    if messages_out is not None:
+        state.complete_availability()
+        messages_out["responsibility"] = state.R
+        messages_out["availability"] = state.A
+    is_exemplar = state.is_exemplar
+    del state
+    cluster_centers_indices, labels = _engine._assign_clusters(S, is_exemplar)
+    if not stopped and cluster_centers_indices.size != n_clusters:
+        warnings.warn(
+            f"No preference found that gives {n_clusters} clusters; using the closest: "
+            f"{cluster_centers_indices.size} clusters at preference {final.preference:.6g}.",
+            UserWarning,
+        )
+    _engine.warn_if_not_converged(cluster_centers_indices, final.converged)
+    result = _engine.FitResult(cluster_centers_indices, labels, final.n_iter, final.converged)
+    return result, dtype(final.preference), steps
+
+
+class _Bracket:
+    """Coordinates ``t_low < t_high`` with fewer / more clusters than the
+    target, and the next point: interpolated in (t, log clusters), which
+    is close to linear for AP, kept at least a tenth of the bracket away
+    from its ends, and plain bisection when a side has moved twice in a
+    row (the Illinois safeguard against one-sided convergence)."""
+
+    def __init__(self, t_low, k_low, t_high, k_high):
+        self.t_low, self.k_low = t_low, k_low
+        self.t_high, self.k_high = t_high, k_high
+        self._last_side = 0
+        self._same_side = 0
+        self.stalled = False
+
+    def update(self, t, n_clusters, target):
+        side = -1 if n_clusters < target or (n_clusters == target) else 1
+        width = self.t_high - self.t_low
+        if side < 0:
+            # A count that contradicts the bracket (more clusters at a lower
+            # preference than its upper end holds) is memory, not data.
+            self.stalled = n_clusters > self.k_high
+            self.t_low, self.k_low = t, min(n_clusters, target)
+        else:
+            self.stalled = n_clusters < self.k_low
+            self.t_high, self.k_high = t, max(n_clusters, target)
+        self._same_side = self._same_side + 1 if side == self._last_side else 1
+        self._last_side = side
+        self.stalled = self.stalled or (self.t_high - self.t_low) < 1e-6 * max(width, 1e-300)
+
+    def next_t(self, target):
+        width = self.t_high - self.t_low
+        if self._same_side >= 2:
+            self._same_side = 0
+            return self.t_low + 0.5 * width
+        log_low = np.log(max(self.k_low, 0.5))
+        log_high = np.log(max(self.k_high, 0.5))
+        fraction = 0.5
+        if log_high > log_low:
+            fraction = (np.log(target) - log_low) / (log_high - log_low)
+        return self.t_low + min(max(fraction, 0.1), 0.9) * width
+
+
+class _StopSearch(Exception):
+    """A callback asked to stop."""
+
+
+def _closer(step, best, target):
+    """Converged steps first, then the smaller distance to the target."""
+    key = (not step.converged, abs(step.n_clusters - target))
+    best_key = (not best.converged, abs(best.n_clusters - target))
+    return key <= best_key

@@ -1,8 +1,19 @@
 """fastap: fast, lean Affinity Propagation clustering, a drop-in for scikit-learn's."""
 
+from fastap._engine import IterationInfo
 from fastap._estimator import AffinityPropagation, affinity_propagation
+from fastap._preference import PreferenceRange, SearchStep, preference_range
 from fastap._warmup import warmup
 
 __version__ = "0.1.0"
 
-__all__ = ["AffinityPropagation", "affinity_propagation", "warmup", "__version__"]
+__all__ = [
+    "AffinityPropagation",
+    "IterationInfo",
+    "PreferenceRange",
+    "SearchStep",
+    "affinity_propagation",
+    "preference_range",
+    "warmup",
+    "__version__",
+]

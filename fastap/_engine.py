@@ -187,6 +187,31 @@ def negative_squared_euclidean(X, out_dtype):
     return S
 
 
+def cosine_similarities(X, out_dtype):
+    """Cosine similarities of the rows of ``X`` with one N x N allocation.
+
+    Rows are scaled to unit length in float64 (zero rows stay zero, as in
+    scikit-learn's ``cosine_similarity``) and multiplied by blocks of rows
+    into the result.
+    """
+    from sklearn.metrics.pairwise import cosine_similarity
+    from sklearn.preprocessing import normalize
+
+    if sparse.issparse(X):
+        return np.ascontiguousarray(cosine_similarity(X), dtype=out_dtype)
+    unit = normalize(np.asarray(X, dtype=np.float64), copy=True)
+    n_samples = unit.shape[0]
+    S = np.empty((n_samples, n_samples), dtype=out_dtype)
+    if out_dtype == np.float64:
+        np.matmul(unit, unit.T, out=S)
+        return S
+    rows = max(1, _SIMILARITY_BLOCK_ELEMENTS // n_samples)
+    for start in range(0, n_samples, rows):
+        stop = min(start + rows, n_samples)
+        S[start:stop] = unit[start:stop] @ unit.T
+    return S
+
+
 def _has_equal_similarities_and_preferences(S, preference):
     return bool(np.all(preference == preference.flat[0])) and setup.off_diagonal_all_equal(S)
 

@@ -15,10 +15,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import pairwise_distances_argmin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from fastap import _engine
-from fastap._kernels import setup
+from fastap import _engine, _preference, _sparse
+from fastap._kernels import assign, setup
 
 _FLOAT_DTYPES = [np.float64, np.float32]
 
@@ -38,6 +38,40 @@ def _validated_preference(preference, n_samples, dtype):
     return preference.astype(dtype, copy=False)
 
 
+def _validated_callable_similarities(S, n_samples, dtype, copy):
+    """What an ``affinity`` callable returned, as a finite square C-ordered
+    matrix of ``dtype`` (copied unless ``copy=False`` allows using it)."""
+    if sparse.issparse(S):
+        raise TypeError("The affinity callable returned a sparse matrix; return a dense array.")
+    S = np.asarray(S)
+    if S.shape != (n_samples, n_samples):
+        raise ValueError(
+            f"The affinity callable must return an array of shape ({n_samples}, {n_samples}); "
+            f"got {S.shape}."
+        )
+    if S.dtype.kind not in "biuf":
+        raise ValueError(f"The affinity callable returned dtype {S.dtype}; expected numbers.")
+    S = np.array(S, dtype=dtype, order="C", copy=True if copy else None)
+    if not S.flags.writeable:
+        S = S.copy()
+    if not np.all(np.isfinite(S)):
+        raise ValueError("The affinity callable returned NaN or infinity.")
+    return S
+
+
+def _membership_confidence(messages, result):
+    """Evidence margin of each sample's assignment (see the attribute)."""
+    R, A = messages["responsibility"], messages["availability"]
+    n = R.shape[0]
+    margin = np.full(n, np.nan)
+    if result.cluster_centers_indices.size == 0:
+        return margin
+    exemplars = np.asarray(result.cluster_centers_indices, dtype=np.intp)
+    assigned = exemplars[result.labels]
+    assign.evidence_margin(A, R, exemplars, assigned, margin)
+    return margin
+
+
 class AffinityPropagation(ClusterMixin, BaseEstimator):
     """Perform Affinity Propagation Clustering of data, fast.
 
@@ -49,10 +83,14 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
 
     Parameters
     ----------
-    damping : float, default=0.5
+    damping : float or "auto", default=0.5
         Damping factor in the range `[0.5, 1.0)` is the extent to which the
         current value is maintained relative to incoming values (weighted
         1 - damping), to avoid numerical oscillations of the messages.
+        ``"auto"`` (fastap): start at 0.5 and raise the damping by 0.05, up
+        to 0.95, whenever the exemplar set keeps flipping (changes in at
+        least half of a 30-iteration window; after Wang et al., 2007); the
+        damping reached is ``damping_``. Raise ``max_iter`` with it.
 
     max_iter : int, default=200
         Maximum number of iterations.
@@ -73,9 +111,13 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         they are set to the median of the similarities (computed exactly,
         without copying the matrix).
 
-    affinity : {'euclidean', 'precomputed'}, default='euclidean'
+    affinity : {'euclidean', 'precomputed', 'cosine'} or callable, \
+            default='euclidean'
         'euclidean' uses the negative squared euclidean distance between
-        points; 'precomputed' takes a similarity matrix.
+        points; 'precomputed' takes a similarity matrix; 'cosine' (fastap)
+        the cosine similarity; a callable ``f(X) -> S`` returns the
+        ``(n_samples, n_samples)`` similarity matrix of the rows of ``X``
+        (larger is more similar).
 
     verbose : bool, default=False
         Whether to report progress (iteration, exemplars, changes; at most
@@ -89,6 +131,66 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         Threads for the fit. None keeps Numba's current thread count (all
         cores by default), -1 means all cores, -2 all but one. Results do
         not depend on it. The previous thread count is restored after the fit.
+
+    preference_quantile : float in [0, 1], default=None
+        (fastap) Use this quantile of the off-diagonal similarities as the
+        preference, as R's apcluster ``q``: 0.5 is their median (scikit-learn's
+        default median also counts the diagonal), 0 their minimum (few
+        clusters). Exclusive with ``preference``.
+
+    n_clusters : int, default=None
+        (fastap) Search for a preference that gives this many clusters:
+        bisection over :func:`fastap.preference_range`, each step continuing
+        from the previous step's messages, raising the damping on steps that
+        oscillate. If no preference gives exactly ``n_clusters``, the closest
+        count found is kept with a warning. ``max_iter`` and
+        ``convergence_iter`` apply to each step. A scalar ``preference`` or a
+        ``preference_quantile`` is then where the search starts (default: the
+        median similarity).
+
+    warm_start : bool, default=False
+        (fastap) Keep the messages after ``fit`` (``responsibility_``,
+        ``availability_``) and let the next ``fit`` on as many samples
+        continue from them instead of from zero: to run more iterations
+        (each ``fit`` runs up to ``max_iter`` more), or to try a new
+        preference or damping. Holds two more N x N matrices between fits.
+
+    keep_messages : bool, default=False
+        (fastap) Keep the final responsibility and availability matrices as
+        ``responsibility_`` and ``availability_`` and compute
+        ``membership_confidence_``.
+
+    record_history : bool, default=False
+        (fastap) Record ``history_``, one entry per iteration. Net similarity
+        is recomputed in iterations where the exemplars changed (a read of
+        the exemplar columns of S).
+
+    callback : callable, default=None
+        (fastap) ``callback(info)`` after every ``callback_every`` iterations,
+        with ``info`` a :class:`fastap.IterationInfo` (iteration,
+        n_exemplars, n_changed, damping, elapsed); a true return value stops
+        the fit (``converged_`` is then False unless it had converged).
+
+    callback_every : int, default=1
+        (fastap) Iterations between two calls of ``callback``.
+
+    n_neighbors : int, default=30
+        (fastap) With ``affinity='nearest_neighbors'``: neighbours per sample
+        of the similarity graph (see Notes, "Sparse graphs").
+
+    metric : {'euclidean', 'cosine'}, default='euclidean'
+        (fastap) With ``affinity='nearest_neighbors'``: the similarity of a
+        stored pair, ``-||x_i - x_j||^2`` or the cosine similarity.
+
+    merge_fragments : bool or 'auto', default='auto'
+        (fastap) With ``affinity='nearest_neighbors'``: after sparse AP on
+        the graph, run AP again on its clusters, weighted by their sizes, and
+        merge the clusters it joins ('auto': on). On a k-NN graph every
+        sample can only choose an exemplar among its neighbours, so plain
+        sparse AP splits the clusters dense AP would find into fragments of
+        about ``n_neighbors`` samples; merging recovers them. Turn it off to
+        get AP exactly on the graph (local clusters). Not available for a
+        sparse precomputed matrix (it needs the features).
 
     Attributes
     ----------
@@ -110,6 +212,36 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
 
     converged_ : bool
         Whether the exemplars stopped changing before ``max_iter``.
+
+    preference_ : float or ndarray of shape (n_samples,)
+        The preference used (before the degeneracy noise).
+
+    damping_ : float
+        The damping of the last iteration (differs from ``damping`` with
+        ``damping="auto"``).
+
+    history_ : dict of ndarray
+        With ``record_history=True``: ``"n_exemplars"``, ``"n_changed"``,
+        ``"net_similarity"`` (Frey & Dueck's objective: each sample's
+        similarity to its exemplar, exemplars counting their preference; NaN
+        without exemplars) and ``"damping"``, one entry per iteration
+        (``n_iter_`` entries).
+
+    preference_search_ : list of SearchStep
+        With ``n_clusters``: every step of the search (preference,
+        n_clusters, n_iter, converged), the last being the returned fit.
+        ``n_iter_`` then counts the iterations of all steps.
+
+    responsibility_, availability_ : ndarray of shape (n_samples, n_samples)
+        With ``keep_messages`` or ``warm_start``: the final messages, in the
+        dtype of the similarities.
+
+    membership_confidence_ : ndarray of shape (n_samples,)
+        With ``keep_messages``: how clear-cut each sample's assignment is,
+        ``E(i, e_i) - max E(i, e)`` over the other exemplars ``e``, where
+        ``E = A + R`` is the evidence the messages hold for ``e`` being
+        ``i``'s exemplar and ``e_i`` its assigned exemplar (+inf with one
+        cluster). Small or negative values mark ambiguous members.
 
     n_features_in_ : int
         Number of features seen during :term:`fit`.
@@ -135,6 +267,23 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
     Integer input is converted to float64. A fit first estimates its memory
     and raises MemoryError if the machine clearly cannot hold it.
 
+    With ``affinity='precomputed'``, ``predict`` takes the similarities of
+    new samples to the training samples, shape ``(n, n_train)``, or to the
+    exemplars only, shape ``(n, n_clusters)``, and assigns each to its most
+    similar exemplar (scikit-learn raises instead).
+
+    Sparse graphs: with a SciPy sparse precomputed matrix, messages flow
+    only along stored pairs (memory per stored pair, not N x N). A pair that
+    is not stored has similarity -inf; the diagonal holds the preference
+    (inserted where not stored); duplicate pairs are an error; the default
+    preference is the median of the stored similarities; a sample storing
+    only its diagonal is its own exemplar. On a complete graph the result
+    equals the dense one. ``affinity='nearest_neighbors'`` builds the
+    symmetrised ``n_neighbors``-nearest-neighbour graph of ``X`` (exact up
+    to 100,000 samples, pynndescent above) and uses as default preference
+    the median similarity of all pairs (estimated from 10^6 random pairs),
+    as the dense default would. ``affinity_matrix_`` is then the CSR graph.
+
     References
     ----------
     Brendan J. Frey and Delbert Dueck, "Clustering by Passing Messages
@@ -157,15 +306,27 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "damping": [Interval(Real, 0.5, 1.0, closed="left")],
+        "damping": [Interval(Real, 0.5, 1.0, closed="left"), StrOptions({"auto"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "convergence_iter": [Interval(Integral, 1, None, closed="left")],
         "copy": ["boolean"],
         "preference": ["array-like", Interval(Real, None, None, closed="neither"), None],
-        "affinity": [StrOptions({"euclidean", "precomputed"})],
+        "affinity": [
+            StrOptions({"euclidean", "precomputed", "cosine", "nearest_neighbors"}), callable
+        ],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
+        "preference_quantile": [Interval(Real, 0, 1, closed="both"), None],
+        "n_clusters": [Interval(Integral, 1, None, closed="left"), None],
+        "warm_start": ["boolean"],
+        "keep_messages": ["boolean"],
+        "record_history": ["boolean"],
+        "callback": [callable, None],
+        "callback_every": [Interval(Integral, 1, None, closed="left")],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "metric": [StrOptions({"euclidean", "cosine"})],
+        "merge_fragments": ["boolean", StrOptions({"auto"})],
     }
 
     def __init__(
@@ -180,6 +341,16 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         verbose=False,
         random_state=None,
         n_jobs=None,
+        preference_quantile=None,
+        n_clusters=None,
+        warm_start=False,
+        keep_messages=False,
+        record_history=False,
+        callback=None,
+        callback_every=1,
+        n_neighbors=30,
+        metric="euclidean",
+        merge_fragments="auto",
     ):
         self.damping = damping
         self.max_iter = max_iter
@@ -190,11 +361,21 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         self.affinity = affinity
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.preference_quantile = preference_quantile
+        self.n_clusters = n_clusters
+        self.warm_start = warm_start
+        self.keep_messages = keep_messages
+        self.record_history = record_history
+        self.callback = callback
+        self.callback_every = callback_every
+        self.n_neighbors = n_neighbors
+        self.metric = metric
+        self.merge_fragments = merge_fragments
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.pairwise = self.affinity == "precomputed"
-        tags.input_tags.sparse = self.affinity != "precomputed"
+        tags.input_tags.sparse = self.affinity != "nearest_neighbors"
         return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -206,8 +387,9 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         X : {array-like, sparse matrix} of shape (n_samples, n_features), or \
                 array-like of shape (n_samples, n_samples)
             Training instances to cluster, or similarities / affinities
-            between instances if ``affinity='precomputed'``. Sparse
-            similarity matrices are not supported yet (TypeError).
+            between instances if ``affinity='precomputed'``, dense or any
+            SciPy sparse matrix or array (pairs not stored: never an
+            exemplar for that sample; see Notes, "Sparse graphs").
 
         y : Ignored
             Not used, present here for API consistency by convention.
@@ -217,39 +399,78 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         self
             Returns the instance itself.
         """
+        if self.affinity == "nearest_neighbors" or (
+            self.affinity == "precomputed" and sparse.issparse(X)
+        ):
+            return self._fit_sparse(X)
+        self._check_preference_options()
         n_threads = _engine.resolve_n_threads(self.n_jobs)
         with _engine.numba_threads(n_threads):
-            if self.affinity == "precomputed":
-                S = self._validate_precomputed(X)
-                matrices = _engine.MessageMatrices(S.shape[0], S.dtype)
-            else:
-                # Keep the caller's dtype for cluster_centers_ (as scikit-learn);
-                # similarities are float32 for float32 input, else float64.
-                X = validate_data(self, X, accept_sparse="csr")
-                dtype = np.float32 if X.dtype == np.float32 else np.float64
-                _engine.check_memory(X.shape[0], dtype, n_new_matrices=3)
-                matrices = _engine.MessageMatrices(X.shape[0], dtype)
-                S = _engine.negative_squared_euclidean(X, dtype)
-
+            S, X, matrices, warm_messages = self._similarities(X)
             n_samples = S.shape[0]
-            if self.preference is None:
-                preference = setup.median_of_matrix(S, n_tasks=max(2, n_threads))
-            else:
-                preference = self.preference
-            preference = _validated_preference(preference, n_samples, S.dtype)
-
-            result = _engine.run_affinity_propagation(
-                S,
-                preference,
-                damping=self.damping,
-                max_iter=self.max_iter,
-                convergence_iter=self.convergence_iter,
-                random_state=check_random_state(self.random_state),
-                n_threads=n_threads,
-                verbose=self.verbose,
-                matrices=matrices,
+            if self.n_clusters is not None and self.n_clusters > n_samples:
+                raise ValueError(
+                    f"n_clusters={self.n_clusters} is larger than the number of samples, "
+                    f"{n_samples}."
+                )
+            adaptive_damping = (
+                _engine.AdaptiveDamping(0.5) if self.damping == "auto" else None
             )
-            del matrices
+            damping = 0.5 if self.damping == "auto" else self.damping
+            want_messages = self.keep_messages or self.warm_start
+            messages_out = {} if want_messages else None
+            random_state = check_random_state(self.random_state)
+            search_steps = None
+            if self.n_clusters is not None and n_samples > 1:
+                del matrices  # the search allocates its own
+                start = None
+                if self.preference is not None or self.preference_quantile is not None:
+                    start = _validated_preference(
+                        self._preference_for(S, n_threads), n_samples, S.dtype
+                    )
+                result, preference, search_steps = _preference.search_n_clusters(
+                    S,
+                    self.n_clusters,
+                    start=start,
+                    damping=damping,
+                    max_iter=self.max_iter,
+                    convergence_iter=self.convergence_iter,
+                    random_state=random_state,
+                    n_threads=n_threads,
+                    adaptive_damping=adaptive_damping,
+                    history=_engine._History(n_samples) if self.record_history else None,
+                    callback=self.callback,
+                    callback_every=self.callback_every,
+                    messages_out=messages_out,
+                    verbose=self.verbose,
+                )
+                history = result.history
+            else:
+                preference = _validated_preference(
+                    self._preference_for(S, n_threads), n_samples, S.dtype
+                )
+                result = _engine.run_affinity_propagation(
+                    S,
+                    preference,
+                    damping=damping,
+                    max_iter=self.max_iter,
+                    convergence_iter=self.convergence_iter,
+                    random_state=random_state,
+                    n_threads=n_threads,
+                    verbose=self.verbose,
+                    messages_out=messages_out,
+                    matrices=matrices,
+                    warm_messages=warm_messages,
+                    adaptive_damping=adaptive_damping,
+                    record_history=self.record_history,
+                    callback=self.callback,
+                    callback_every=self.callback_every,
+                )
+                del matrices
+                history = result.history
+            confidence = None
+            if self.keep_messages and messages_out:
+                confidence = _membership_confidence(messages_out, result)
 
         # Attributes are set only once the whole fit succeeded, so an
         # interrupted fit leaves the estimator as it was.
@@ -258,18 +479,86 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         self.labels_ = result.labels
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
-        if self.affinity != "precomputed":
+        self.preference_ = preference[()] if np.ndim(preference) == 0 else preference
+        self.damping_ = result.final_damping if result.final_damping is not None else damping
+        self._set_optional("history_", history)
+        self._set_optional("preference_search_", search_steps)
+        self._set_optional("membership_confidence_", confidence)
+        for name, key in (("responsibility_", "responsibility"), ("availability_", "availability")):
+            self._set_optional(name, messages_out.get(key) if messages_out else None)
+        if X is None:
+            self._set_optional("cluster_centers_", None)
+        else:
             self.cluster_centers_ = X[self.cluster_centers_indices_].copy()
-        elif hasattr(self, "cluster_centers_"):
-            del self.cluster_centers_
         return self
 
-    def _validate_precomputed(self, X):
-        if sparse.issparse(X):
-            raise TypeError(
-                "A sparse similarity matrix was passed, but sparse input with "
-                "affinity='precomputed' is not supported yet: pass a dense array."
+    def _fit_sparse(self, X):
+        """Sparse AP (``fastap/_sparse.py``); attributes set once it succeeded."""
+        attributes = _sparse.fit(self, X)
+        for name in ("cluster_centers_", "history_", "preference_search_",
+                     "membership_confidence_", "responsibility_", "availability_"):
+            self._set_optional(name, attributes.pop(name, None))
+        for name, value in attributes.items():
+            setattr(self, name, value)
+        return self
+
+    def _set_optional(self, name, value):
+        if value is not None:
+            setattr(self, name, value)
+        elif hasattr(self, name):
+            delattr(self, name)
+
+    def _check_preference_options(self):
+        if self.preference is not None and self.preference_quantile is not None:
+            raise ValueError("Set preference or preference_quantile, not both.")
+        if self.n_clusters is not None and np.ndim(self.preference) > 0:
+            raise ValueError(
+                "With n_clusters, preference is the search's starting point and must be a "
+                "scalar."
             )
+
+    def _preference_for(self, S, n_threads):
+        if self.preference is not None:
+            return self.preference
+        if self.preference_quantile is not None and S.shape[0] > 1:
+            return setup.off_diagonal_quantile(S, self.preference_quantile, max(2, n_threads))
+        return setup.median_of_matrix(S, n_tasks=max(2, n_threads))
+
+    def _warm_messages(self, n_samples, dtype):
+        """The previous fit's messages when this fit may continue from them."""
+        if not self.warm_start or not hasattr(self, "responsibility_"):
+            return None
+        R, A = self.responsibility_, self.availability_
+        if R.shape != (n_samples, n_samples) or R.dtype != dtype:
+            return None
+        return R, A
+
+    def _similarities(self, X):
+        """``(S, X, matrices, warm_messages)``: the similarity matrix, the
+        validated features (None for precomputed), message matrices
+        allocated ahead (None for a warm start) and the warm messages."""
+        if self.affinity == "precomputed":
+            S = self._validate_precomputed(X)
+            n_samples, dtype, X = S.shape[0], S.dtype, None
+        else:
+            # Keep the caller's dtype for cluster_centers_ (as scikit-learn);
+            # similarities are float32 for float32 input, else float64.
+            X = validate_data(self, X, accept_sparse="csr")
+            n_samples = X.shape[0]
+            dtype = np.dtype(np.float32 if X.dtype == np.float32 else np.float64)
+            warm = self._warm_messages(n_samples, dtype)
+            _engine.check_memory(n_samples, dtype, n_new_matrices=1 if warm else 3)
+        warm = self._warm_messages(n_samples, dtype)
+        matrices = None if warm else _engine.MessageMatrices(n_samples, dtype)
+        if self.affinity == "euclidean":
+            S = _engine.negative_squared_euclidean(X, dtype)
+        elif self.affinity == "cosine":
+            S = _engine.cosine_similarities(X, dtype)
+        elif callable(self.affinity):
+            S = _validated_callable_similarities(self.affinity(X), n_samples, dtype, self.copy)
+        return S, X, matrices, warm
+
+    def _validate_precomputed(self, X):
         shape = np.shape(X)
         if len(shape) == 2 and shape[0] != shape[1]:
             raise ValueError(
@@ -295,9 +584,13 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features), or \
+                array-like of shape (n_samples, n_train) or (n_samples, n_clusters)
             New data to predict. If a sparse matrix is provided, it will be
-            converted into a sparse ``csr_matrix``.
+            converted into a sparse ``csr_matrix``. With
+            ``affinity='precomputed'``: similarities of the new samples to
+            the training samples, or to the exemplars only (columns in the
+            order of ``cluster_centers_indices_``).
 
         Returns
         -------
@@ -305,21 +598,57 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
             Cluster labels.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, accept_sparse="csr")
-        if not hasattr(self, "cluster_centers_"):
-            raise ValueError("Predict method is not supported when affinity='precomputed'.")
+        if self.affinity == "precomputed":
+            similarities = self._exemplar_similarities_precomputed(X)
+            n_new = similarities.shape[0]
+        else:
+            X = validate_data(self, X, reset=False, accept_sparse="csr")
+            n_new = X.shape[0]
+        if self.cluster_centers_indices_.size == 0:
+            warnings.warn(
+                "This model does not have any cluster centers because affinity propagation "
+                "did not converge. Labeling every sample as '-1'.",
+                ConvergenceWarning,
+            )
+            return np.array([-1] * n_new)
+        if self.affinity == "precomputed":
+            return np.argmax(similarities, axis=1)
+        if self.affinity == "cosine" or (
+            self.affinity == "nearest_neighbors" and self.metric == "cosine"
+        ):
+            from sklearn.metrics.pairwise import cosine_similarity
 
-        if self.cluster_centers_.shape[0] > 0:
-            from sklearn import config_context
+            return np.argmax(cosine_similarity(X, self.cluster_centers_), axis=1)
+        if callable(self.affinity):
+            # The callable sees new samples and centers together; their
+            # cross block holds the similarities needed.
+            stacked = (
+                sparse.vstack([X, self.cluster_centers_]) if sparse.issparse(X)
+                else np.concatenate([X, self.cluster_centers_])
+            )
+            S = np.asarray(self.affinity(stacked))
+            return np.argmax(S[:n_new, n_new:], axis=1)
+        from sklearn import config_context
 
-            with config_context(assume_finite=True):
-                return pairwise_distances_argmin(X, self.cluster_centers_)
-        warnings.warn(
-            "This model does not have any cluster centers because affinity propagation "
-            "did not converge. Labeling every sample as '-1'.",
-            ConvergenceWarning,
+        with config_context(assume_finite=True):
+            return pairwise_distances_argmin(X, self.cluster_centers_)
+
+    def _exemplar_similarities_precomputed(self, X):
+        """Similarities of new samples to the exemplars, from either shape."""
+        if sparse.issparse(X):
+            raise TypeError("predict with affinity='precomputed' takes a dense array.")
+        X = check_array(X, dtype=_FLOAT_DTYPES)
+        n_train = self.labels_.shape[0]
+        n_clusters = self.cluster_centers_indices_.size
+        if X.shape[1] == n_train:
+            return X[:, self.cluster_centers_indices_]
+        if X.shape[1] == n_clusters:
+            return X
+        raise ValueError(
+            "With affinity='precomputed', predict takes the similarities of the new samples "
+            f"to the {n_train} training samples or to the {n_clusters} exemplars; got "
+            f"{X.shape[1]} columns."
         )
-        return np.array([-1] * X.shape[0])
 
     def fit_predict(self, X, y=None):
         """Fit clustering from features/affinity matrix; return cluster labels.

@@ -60,6 +60,71 @@ def preference_range_of_similarities(S, method="bound"):
     return PreferenceRange(float(one_exemplar - two_exemplars), float(high))
 
 
+def preference_range(X, *, affinity="euclidean", method="bound", n_jobs=None):
+    """Range of preferences worth trying: from one cluster to N clusters.
+
+    As R's apcluster ``preferenceRange``: ``low`` is the preference above
+    which two clusters can beat one in net similarity (``method="exact"``)
+    or a lower bound of it (``"bound"``, the default: one pass over the
+    similarities, fast for N in the tens of thousands); ``high`` is the
+    largest similarity between two different samples, above which every
+    sample is its own exemplar. A sample's similarity to itself counts as
+    0 (an exemplar contributes its preference only); the diagonal of a
+    precomputed matrix is not read.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features) or (n_samples, n_samples)
+        Samples, or similarities with ``affinity="precomputed"`` (not
+        copied; read only).
+    affinity : {"euclidean", "precomputed", "cosine"} or callable, default="euclidean"
+        As in :class:`fastap.AffinityPropagation`.
+    method : {"bound", "exact"}, default="bound"
+        ``"exact"`` takes O(n^3) time and an n x n copy: for n up to a few
+        thousand.
+    n_jobs : int, default=None
+        Threads, as in :class:`fastap.AffinityPropagation`.
+
+    Returns
+    -------
+    PreferenceRange
+        ``(low, high)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastap import preference_range
+    >>> X = np.array([[0.0], [1.0], [5.0]])
+    >>> preference_range(X, method="exact")
+    PreferenceRange(low=-16.0, high=-1.0)
+    """
+    from sklearn.utils import check_array
+
+    if method not in ("bound", "exact"):
+        raise ValueError(f"method must be 'bound' or 'exact'; got {method!r}.")
+    n_threads = _engine.resolve_n_threads(n_jobs)
+    with _engine.numba_threads(n_threads):
+        if affinity == "precomputed":
+            S = check_array(X, dtype=[np.float64, np.float32], order="C")
+            if S.shape[0] != S.shape[1]:
+                raise ValueError(
+                    f"The matrix of similarities must be a square array. Got {S.shape} instead."
+                )
+        else:
+            X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32])
+            dtype = np.float32 if X.dtype == np.float32 else np.float64
+            _engine.check_memory(X.shape[0], dtype, n_new_matrices=1)
+            if affinity == "euclidean":
+                S = _engine.negative_squared_euclidean(X, dtype)
+            elif affinity == "cosine":
+                S = _engine.cosine_similarities(X, dtype)
+            elif callable(affinity):
+                S = np.ascontiguousarray(affinity(X), dtype=dtype)
+            else:
+                raise ValueError(f"Unknown affinity {affinity!r}.")
+        return preference_range_of_similarities(S, method)
+
+
 class SearchStep(NamedTuple):
     """One step of the search for a number of clusters."""
 
@@ -93,6 +158,7 @@ def search_n_clusters(
     convergence_iter,
     random_state,
     n_threads,
+    start=None,
     warm=True,
     max_steps=40,
     adaptive_damping=None,
@@ -109,7 +175,8 @@ def search_n_clusters(
     each step changes only the diagonal, bitwise as a fit with that
     preference and the same random state would have it. With ``warm`` each
     step continues from the previous step's messages; otherwise they are
-    reset to zero (classic cold restarts, kept for comparison).
+    reset to zero (classic cold restarts, kept for comparison). ``start`` is
+    the first preference tried (default: the median off-diagonal similarity).
 
     Returns
     -------
@@ -130,9 +197,11 @@ def search_n_clusters(
     bracket = _Bracket(
         scale.to_t(low - abs(low) * 1e-3), 1, scale.to_t(high + abs(high) * 1e-3 + 1e-12), n
     )
-    # The search starts at the median similarity (scikit-learn's default
-    # preference, usually a moderate number of clusters).
-    start = float(setup.off_diagonal_quantile(S, 0.5, max(2, n_threads)))
+    # By default the search starts at the median similarity (scikit-learn's
+    # default preference, usually a moderate number of clusters).
+    if start is None:
+        start = setup.off_diagonal_quantile(S, 0.5, max(2, n_threads))
+    start = float(start)
     diagonal_normals = _engine.prepare_similarities(S, dtype(low), random_state)
     if adaptive_damping is None:
         # Steps far from the answer often oscillate, and an unconverged
@@ -211,7 +280,7 @@ def search_n_clusters(
         messages_out["responsibility"] = state.R
         messages_out["availability"] = state.A
     is_exemplar = state.is_exemplar
-    del state
+    state = None  # frees R and A before the assignment (unless messages_out keeps them)
     cluster_centers_indices, labels = _engine._assign_clusters(S, is_exemplar)
     if not stopped and cluster_centers_indices.size != n_clusters:
         warnings.warn(

@@ -63,11 +63,8 @@ def test_sparse_precomputed_is_a_type_error(container):
 @pytest.mark.parametrize(
     "params, match",
     [
-        ({"damping": 1.0}, "damping"),
-        ({"damping": 0.2}, "damping"),
         ({"max_iter": 0}, "max_iter"),
         ({"convergence_iter": 0}, "convergence_iter"),
-        ({"affinity": "cosine"}, "affinity"),
         ({"n_jobs": 1.5}, "n_jobs"),
     ],
 )
@@ -80,6 +77,26 @@ def test_parameter_validation_matches_sklearn(params, match):
         with pytest.raises(ValueError) as theirs:
             SklearnAP(**sklearn_params).fit(X)
         assert str(ours.value) == str(theirs.value).replace("sklearn", "fastap")
+
+
+@pytest.mark.parametrize(
+    "params, extra",
+    [
+        ({"damping": 1.0}, "'auto'"),
+        ({"damping": 0.2}, "'auto'"),
+        ({"affinity": "manhattan"}, "'cosine'"),
+    ],
+)
+def test_extended_parameters_keep_sklearns_message_and_name_the_extension(params, extra):
+    X = blobs(10)
+    with pytest.raises(ValueError) as ours:
+        AffinityPropagation(**params).fit(X)
+    with pytest.raises(ValueError) as theirs:
+        SklearnAP(**params).fit(X)
+    name = next(iter(params))
+    assert f"The '{name}' parameter of AffinityPropagation must be" in str(ours.value)
+    assert f"The '{name}' parameter of AffinityPropagation must be" in str(theirs.value)
+    assert extra in str(ours.value)
 
 
 def test_sparse_features_work_for_euclidean():
@@ -204,10 +221,12 @@ def test_non_convergence_warns_and_reports():
     assert ap.converged_ is False and ap.n_iter_ == 200
 
 
-def test_predict_precomputed_raises():
+def test_predict_precomputed_needs_a_known_shape():
     ap = AffinityPropagation(affinity="precomputed", random_state=0).fit(similarity(blobs(20)))
-    with pytest.raises(ValueError, match="not supported when affinity='precomputed'"):
-        ap.predict(np.zeros((3, 20)))
+    width = ap.cluster_centers_indices_.size + 1
+    assert width != 20
+    with pytest.raises(ValueError, match="training samples or to the"):
+        ap.predict(np.zeros((3, width)))
     with pytest.raises(NotFittedError):
         AffinityPropagation().predict(blobs(3))
 

@@ -2,6 +2,7 @@
 
 from fastap._engine import IterationInfo
 from fastap._estimator import AffinityPropagation, affinity_propagation
+from fastap._hierarchy import ExemplarHierarchy, exemplar_hierarchy
 from fastap._preference import PreferenceRange, SearchStep, preference_range
 from fastap._warmup import warmup
 
@@ -9,10 +10,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AffinityPropagation",
+    "ExemplarHierarchy",
     "IterationInfo",
     "PreferenceRange",
     "SearchStep",
     "affinity_propagation",
+    "exemplar_hierarchy",
     "preference_range",
     "warmup",
     "__version__",

@@ -633,6 +633,38 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         with config_context(assume_finite=True):
             return pairwise_distances_argmin(X, self.cluster_centers_)
 
+    def exemplar_hierarchy(self, self_similarity=None):
+        """Merge the fitted clusters into a hierarchy (R's ``aggExCluster``).
+
+        Parameters
+        ----------
+        self_similarity : float, default=None
+            A sample's similarity to itself; None means 0 for
+            ``affinity="euclidean"``, 1 for ``"cosine"`` and the largest
+            similarity between two different samples otherwise.
+
+        Returns
+        -------
+        ExemplarHierarchy
+            With a SciPy ``linkage`` matrix over the clusters and
+            ``cut(n_clusters)`` for coarser clusterings.
+        """
+        from fastap._hierarchy import exemplar_hierarchy
+
+        check_is_fitted(self)
+        S = self.affinity_matrix_
+        if self_similarity is None:
+            if self.affinity == "euclidean":
+                self_similarity = 0.0
+            elif self.affinity == "cosine":
+                self_similarity = 1.0
+            else:
+                off_diagonal = ~np.eye(S.shape[0], dtype=bool)
+                self_similarity = float(S[off_diagonal].max()) if S.shape[0] > 1 else 0.0
+        return exemplar_hierarchy(
+            S, self.labels_, self.cluster_centers_indices_, self_similarity=self_similarity
+        )
+
     def _exemplar_similarities_precomputed(self, X):
         """Similarities of new samples to the exemplars, from either shape."""
         if sparse.issparse(X):

@@ -181,7 +181,8 @@ def search_n_clusters(
     Returns
     -------
     result : FitResult
-        The fit at the chosen preference.
+        The fit at the chosen preference; ``n_iter`` counts the iterations
+        of all steps (as does ``history``).
     preference : float
         The chosen preference (in ``S``'s dtype, before noise).
     steps : list of SearchStep
@@ -280,6 +281,7 @@ def search_n_clusters(
         messages_out["responsibility"] = state.R
         messages_out["availability"] = state.A
     is_exemplar = state.is_exemplar
+    final_damping = state.damping_value
     state = None  # frees R and A before the assignment (unless messages_out keeps them)
     cluster_centers_indices, labels = _engine._assign_clusters(S, is_exemplar)
     if not stopped and cluster_centers_indices.size != n_clusters:
@@ -289,7 +291,10 @@ def search_n_clusters(
             UserWarning,
         )
     _engine.warn_if_not_converged(cluster_centers_indices, final.converged)
-    result = _engine.FitResult(cluster_centers_indices, labels, final.n_iter, final.converged)
+    result = _engine.FitResult(
+        cluster_centers_indices, labels, sum(step.n_iter for step in steps), final.converged,
+        history.as_arrays() if history is not None else None, final_damping,
+    )
     return result, dtype(final.preference), steps
 
 

@@ -1,0 +1,276 @@
+"""Choosing the preference: quantiles, the preference range, a target number of clusters."""
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+from scipy.cluster import hierarchy as scipy_hierarchy
+
+from fastap import AffinityPropagation, exemplar_hierarchy, preference_range
+from fastap import _engine, _preference
+from fastap._kernels import setup
+from tests.conftest import blobs, similarity
+
+# --------------------------------------------------------------------------
+# Quantile of the off-diagonal similarities.
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [2, 3, 40, 600])
+@pytest.mark.parametrize("q", [0.0, 0.013, 0.25, 0.5, 0.9, 1.0])
+def test_off_diagonal_quantile_is_numpys(n, q, float_dtype):
+    rng = np.random.default_rng(n)
+    S = rng.normal(size=(n, n)).astype(float_dtype)
+    S.flat[:: n + 1] = 100.0  # must not count
+    expected = np.quantile(S[~np.eye(n, dtype=bool)], q)
+    got = setup.off_diagonal_quantile(S, q, 2)
+    assert got == expected
+    assert got.dtype == expected.dtype
+
+
+def test_off_diagonal_order_statistics_with_ties_and_radix_fallback():
+    rng = np.random.default_rng(0)
+    S = np.round(rng.normal(size=(700, 700)), 1)
+    S.flat[::701] = 0.0  # many diagonal values equal to off-diagonal ones
+    off_diagonal = np.sort(S[~np.eye(700, dtype=bool)])
+    ranks = [0, 12345, 244649, 489299]
+    np.testing.assert_array_equal(setup.off_diagonal_order_statistics(S, ranks, 2), off_diagonal[ranks])
+    np.testing.assert_array_equal(setup._radix_off_diagonal(S, ranks, 2), off_diagonal[ranks])
+
+
+def test_preference_quantile_sets_the_preference(float_dtype):
+    X = blobs(60, dtype=float_dtype)
+    model = AffinityPropagation(preference_quantile=0.1, random_state=0).fit(X)
+    S = similarity(X.astype(np.float64)).astype(float_dtype)
+    expected = np.quantile(S[~np.eye(60, dtype=bool)], 0.1)
+    np.testing.assert_allclose(model.preference_, expected, rtol=1e-6 if float_dtype == np.float32 else 0)
+    reference = AffinityPropagation(preference=model.preference_, random_state=0).fit(X)
+    np.testing.assert_array_equal(model.labels_, reference.labels_)
+    fewer = AffinityPropagation(preference_quantile=0.0, random_state=0).fit(X)
+    assert len(fewer.cluster_centers_indices_) <= len(model.cluster_centers_indices_)
+
+
+def test_preference_and_quantile_are_exclusive():
+    with pytest.raises(ValueError, match="not both"):
+        AffinityPropagation(preference=-1, preference_quantile=0.5).fit(blobs(10))
+
+
+# --------------------------------------------------------------------------
+# Preference range against brute force.
+# --------------------------------------------------------------------------
+
+
+def _best_net_similarity_by_count(S, preference):
+    """Brute force: best net similarity for each number of exemplars."""
+    n = S.shape[0]
+    data = S.copy()
+    np.fill_diagonal(data, 0.0)
+    best = {}
+    for k in range(1, n + 1):
+        values = [
+            data[:, list(exemplars)].max(axis=1).sum() + k * preference
+            for exemplars in itertools.combinations(range(n), k)
+        ]
+        best[k] = max(values)
+    return best
+
+
+def _dpsim(S, k):
+    data = S.copy()
+    np.fill_diagonal(data, 0.0)
+    return max(
+        data[:, list(exemplars)].max(axis=1).sum()
+        for exemplars in itertools.combinations(range(S.shape[0]), k)
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_preference_range_against_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(7, 2))
+    S = similarity(X)
+    S.flat[::8] = rng.normal(size=7) * 50  # the diagonal must not matter
+    exact = preference_range(S, affinity="precomputed", method="exact")
+    bound = preference_range(S, affinity="precomputed")
+    assert exact.low == pytest.approx(_dpsim(S, 1) - _dpsim(S, 2), rel=1e-12)
+    assert bound.low <= exact.low + 1e-9
+    assert exact.high == bound.high == S[~np.eye(7, dtype=bool)].max()
+    # Below low, one cluster beats any two; above it, two beat one.
+    margin = 1e-6 * abs(exact.low)
+    below = _best_net_similarity_by_count(S, exact.low - margin)
+    above = _best_net_similarity_by_count(S, exact.low + margin)
+    assert below[1] > below[2]
+    assert above[2] > above[1]
+    # Above high, N singletons are best; below it, they are not.
+    below_high = _best_net_similarity_by_count(S, exact.high - 1e-6)
+    above_high = _best_net_similarity_by_count(S, exact.high + 1e-6)
+    assert max(above_high, key=above_high.get) == 7
+    assert max(below_high, key=below_high.get) < 7
+
+
+def test_preference_range_from_features_matches_precomputed(float_dtype):
+    X = blobs(200, dtype=float_dtype)
+    from_features = preference_range(X)
+    from_matrix = preference_range(similarity(X.astype(np.float64)), affinity="precomputed")
+    np.testing.assert_allclose(from_features, from_matrix, rtol=1e-5)
+
+
+def test_preference_range_rejects_bad_input():
+    with pytest.raises(ValueError, match="square"):
+        preference_range(np.zeros((3, 4)), affinity="precomputed")
+    with pytest.raises(ValueError, match="method"):
+        preference_range(blobs(5), method="fast")
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        preference_range(np.array([[0.0, np.nan], [1.0, 0.0]]), affinity="precomputed")
+
+
+# --------------------------------------------------------------------------
+# A target number of clusters.
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_clusters", [2, 4, 10, 17])
+def test_n_clusters_is_reached(n_clusters):
+    X = blobs(300, centers=10, cluster_std=1.5, random_state=3)
+    model = AffinityPropagation(n_clusters=n_clusters, random_state=0).fit(X)
+    assert len(model.cluster_centers_indices_) == n_clusters
+    assert model.converged_
+    steps = model.preference_search_
+    assert steps[-1].preference == pytest.approx(float(model.preference_))
+    assert model.n_iter_ == sum(step.n_iter for step in steps)
+
+
+def test_warm_search_gives_the_clusters_of_a_cold_fit_at_its_preference():
+    X = blobs(400, centers=6, cluster_std=0.8, random_state=1)
+    model = AffinityPropagation(n_clusters=6, random_state=0).fit(X)
+    cold = AffinityPropagation(preference=model.preference_, random_state=0).fit(X)
+    assert len(model.cluster_centers_indices_) == 6
+    np.testing.assert_array_equal(model.cluster_centers_indices_, cold.cluster_centers_indices_)
+    np.testing.assert_array_equal(model.labels_, cold.labels_)
+    # The diagonal the search left is bitwise the cold fit's.
+    np.testing.assert_array_equal(model.affinity_matrix_, cold.affinity_matrix_)
+
+
+def test_warm_and_cold_search_agree_and_warm_needs_fewer_iterations():
+    X = blobs(300, centers=8, cluster_std=1.0, random_state=2)
+    results = {}
+    for warm in (True, False):
+        S = similarity(X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result, preference, steps = _preference.search_n_clusters(
+                S, 5, damping=0.5, max_iter=200, convergence_iter=15,
+                random_state=np.random.RandomState(0), n_threads=1, warm=warm,
+            )
+        results[warm] = (result, preference, sum(step.n_iter for step in steps))
+    assert len(results[True][0].cluster_centers_indices) == 5
+    assert len(results[False][0].cluster_centers_indices) == 5
+    assert results[True][2] < results[False][2]
+
+
+def test_closest_count_with_a_warning_when_the_search_runs_out_of_steps():
+    S = similarity(blobs(120, centers=4, random_state=0))
+    with pytest.warns(UserWarning, match="No preference found that gives 40 clusters"):
+        result, _, steps = _preference.search_n_clusters(
+            S, 40, damping=0.5, max_iter=100, convergence_iter=15,
+            random_state=np.random.RandomState(0), n_threads=1, max_steps=1,
+        )
+    assert len(steps) == 1
+    assert len(result.cluster_centers_indices) != 40
+
+
+def test_n_clusters_validation():
+    X = blobs(20)
+    with pytest.raises(ValueError, match="larger than the number of samples"):
+        AffinityPropagation(n_clusters=21).fit(X)
+    with pytest.raises(ValueError, match="starting point"):
+        AffinityPropagation(n_clusters=2, preference=np.zeros(20)).fit(X)
+    model = AffinityPropagation(n_clusters=3, preference=-50.0, random_state=0).fit(X)
+    assert model.preference_search_[0].preference == -50.0
+
+
+def test_n_clusters_float32_and_precomputed(float_dtype):
+    X = blobs(200, centers=5, cluster_std=0.7, random_state=4, dtype=float_dtype)
+    model = AffinityPropagation(
+        affinity="precomputed", n_clusters=5, random_state=0
+    ).fit(similarity(X.astype(np.float64)).astype(float_dtype))
+    assert len(model.cluster_centers_indices_) == 5
+    assert model.affinity_matrix_.dtype == float_dtype
+
+
+# --------------------------------------------------------------------------
+# Exemplar hierarchy.
+# --------------------------------------------------------------------------
+
+
+def test_hierarchy_first_merge_is_the_brute_force_best_and_linkage_works():
+    X = blobs(200, centers=5, cluster_std=1.0, random_state=0)
+    model = AffinityPropagation(preference=-3.0, random_state=0).fit(X)
+    K = len(model.cluster_centers_indices_)
+    assert K > 6
+    tree = model.exemplar_hierarchy()
+    assert scipy_hierarchy.is_valid_linkage(tree.linkage)
+    assert scipy_hierarchy.is_monotonic(tree.linkage)
+    assert tree.linkage.shape == (K - 1, 4)
+    assert tree.linkage[-1, 3] == K
+    scipy_hierarchy.dendrogram(tree.linkage, no_plot=True)
+
+    data = similarity(X)
+    np.fill_diagonal(data, 0.0)
+    labels = model.labels_
+    best = (-np.inf, None, None)
+    for a, b in itertools.combinations(range(K), 2):
+        members = np.flatnonzero((labels == a) | (labels == b))
+        score = data[labels == a][:, members].mean(0) + data[labels == b][:, members].mean(0)
+        if score.max() / 2 > best[0]:
+            best = (score.max() / 2, (a, b), members[score.argmax()])
+    assert tree.objectives[0] == pytest.approx(best[0], rel=1e-12)
+    assert tuple(tree.linkage[0, :2].astype(int)) == best[1]
+    assert tree.exemplars[K] == best[2]
+
+
+def test_hierarchy_cuts():
+    X = blobs(200, centers=5, cluster_std=1.0, random_state=0)
+    model = AffinityPropagation(preference=-3.0, random_state=0).fit(X)
+    tree = model.exemplar_hierarchy()
+    K = tree.n_leaves
+    labels, exemplars = tree.cut(K)
+    np.testing.assert_array_equal(labels, model.labels_)
+    np.testing.assert_array_equal(exemplars, model.cluster_centers_indices_)
+    labels, exemplars = tree.cut(1)
+    assert set(labels) == {0} and exemplars.size == 1
+    # The same partitions as SciPy's fcluster on the (monotone) linkage.
+    for n_clusters in range(1, K + 1):
+        labels, exemplars = tree.cut(n_clusters)
+        assert exemplars.size == n_clusters == len(set(labels))
+        assert set(labels[exemplars]) == set(range(n_clusters))
+        scipy_labels = scipy_hierarchy.fcluster(tree.linkage, n_clusters, criterion="maxclust")
+        if len(set(scipy_labels)) == n_clusters:  # ties in height can merge several at once
+            from sklearn.metrics import adjusted_rand_score
+
+            assert adjusted_rand_score(labels, scipy_labels[model.labels_]) == 1.0
+    # Cutting to the true number of blobs recovers them.
+    from sklearn.datasets import make_blobs
+    from sklearn.metrics import adjusted_rand_score
+
+    _, truth = make_blobs(n_samples=200, n_features=8, centers=5, cluster_std=1.0, random_state=0)
+    assert adjusted_rand_score(truth, tree.cut(5)[0]) == 1.0
+
+
+def test_hierarchy_bad_input():
+    with pytest.raises(ValueError, match="no -1"):
+        exemplar_hierarchy(np.zeros((3, 3)), np.array([0, -1, 0]), np.array([0]))
+    with pytest.raises(ValueError, match="between 1 and"):
+        exemplar_hierarchy(-np.ones((3, 3)), np.array([0, 1, 1]), np.array([0, 1])).cut(3)
+
+
+def test_prepared_similarities_match_a_fresh_preparation(float_dtype):
+    """set_preference gives bitwise what preparing with that preference gives."""
+    S0 = similarity(blobs(50)).astype(float_dtype)
+    first = S0.copy()
+    normals = _engine.prepare_similarities(first, float_dtype(-10.0), np.random.RandomState(3))
+    _engine.set_preference(first, float_dtype(-4.5), normals)
+    second = S0.copy()
+    _engine.prepare_similarities(second, float_dtype(-4.5), np.random.RandomState(3))
+    np.testing.assert_array_equal(first, second)

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from scipy.cluster import hierarchy as scipy_hierarchy
 
-from fastap import AffinityPropagation, exemplar_hierarchy, preference_range
-from fastap import _engine, _preference
+from fastap import AffinityPropagation, _engine, _preference, exemplar_hierarchy, preference_range
 from fastap._kernels import setup
 from tests.conftest import blobs, similarity
 
@@ -35,7 +34,8 @@ def test_off_diagonal_order_statistics_with_ties_and_radix_fallback():
     S.flat[::701] = 0.0  # many diagonal values equal to off-diagonal ones
     off_diagonal = np.sort(S[~np.eye(700, dtype=bool)])
     ranks = [0, 12345, 244649, 489299]
-    np.testing.assert_array_equal(setup.off_diagonal_order_statistics(S, ranks, 2), off_diagonal[ranks])
+    got = setup.off_diagonal_order_statistics(S, ranks, 2)
+    np.testing.assert_array_equal(got, off_diagonal[ranks])
     np.testing.assert_array_equal(setup._radix_off_diagonal(S, ranks, 2), off_diagonal[ranks])
 
 
@@ -44,7 +44,8 @@ def test_preference_quantile_sets_the_preference(float_dtype):
     model = AffinityPropagation(preference_quantile=0.1, random_state=0).fit(X)
     S = similarity(X.astype(np.float64)).astype(float_dtype)
     expected = np.quantile(S[~np.eye(60, dtype=bool)], 0.1)
-    np.testing.assert_allclose(model.preference_, expected, rtol=1e-6 if float_dtype == np.float32 else 0)
+    tolerance = 1e-6 if float_dtype == np.float32 else 0
+    np.testing.assert_allclose(model.preference_, expected, rtol=tolerance)
     reference = AffinityPropagation(preference=model.preference_, random_state=0).fit(X)
     np.testing.assert_array_equal(model.labels_, reference.labels_)
     fewer = AffinityPropagation(preference_quantile=0.0, random_state=0).fit(X)

@@ -332,11 +332,7 @@ class FakeStream:
 
 
 def info(iteration, n_exemplars=4, n_changed=1):
-    return (
-        fastap.IterationInfo(iteration, n_exemplars, n_changed, 0.5, 0.25 * iteration)
-        if (hasattr(fastap, "IterationInfo"))
-        else _engine.IterationInfo(iteration, n_exemplars, n_changed, 0.5, 0.25 * iteration)
-    )
+    return fastap.IterationInfo(iteration, n_exemplars, n_changed, 0.5, 0.25 * iteration)
 
 
 def test_progress_bar_redraws_in_place_on_a_terminal():
@@ -354,3 +350,26 @@ def test_progress_bar_writes_lines_elsewhere():
     bar(info(4, 3, 0))
     bar.close()
     assert stream.text == "[####] iteration 4/4  exemplars 3  changed 0  1.0 s\n"
+
+
+def test_fit_progress_goes_to_stderr_and_leaves_results_alone(tmp_path, blobs, capsys):
+    data = tmp_path / "points.npy"
+    np.save(data, blobs)
+    labels = tmp_path / "labels.csv"
+    assert main(["fit", str(data), "--labels-out", str(labels), "--progress"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    # pytest's stderr is not a terminal: a line at most once a second, the first at once.
+    lines = captured.err.splitlines()
+    assert lines and lines[0].startswith("[") and "iteration 1/200" in lines[0]
+    assert "exemplars" in lines[0] and "changed" in lines[0]
+    expected = fastap.AffinityPropagation(random_state=0).fit(blobs)
+    assert summary["n_iter"] == expected.n_iter_
+    np.testing.assert_array_equal(read_labels(str(labels))[:, 1], expected.labels_)
+
+
+def test_fit_without_progress_writes_nothing_to_stderr(tmp_path, blobs, capsys):
+    data = tmp_path / "points.npy"
+    np.save(data, blobs)
+    assert main(["fit", str(data), "--labels-out", str(tmp_path / "l.csv")]) == 0
+    assert capsys.readouterr().err == ""  # stderr is not a terminal here

@@ -173,3 +173,13 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r"fastap\[plot\]"):
         fplot.convergence({"n_exemplars": [1, 1]})
+
+
+def test_convergence_from_fitted_estimator(fitted):
+    X, _ = fitted
+    model = AffinityPropagation(random_state=0, record_history=True).fit(X)
+    ax = fplot.convergence(model)
+    line = next(line for line in ax.lines if line.get_label() == "exemplars")
+    assert len(line.get_ydata()) == model.n_iter_
+    np.testing.assert_array_equal(line.get_ydata(), model.history_["n_exemplars"])
+    assert line.get_ydata()[-1] == len(model.cluster_centers_indices_)

@@ -6,6 +6,7 @@ malformed file, a bad option, a matrix too big for this machine) ends with
 one line on stderr and a non-zero exit code, never a traceback.
 """
 
+import argparse
 import json
 import os
 import sys
@@ -48,7 +49,12 @@ def add_parser(commands):
         default=None,
         help="preference of every sample (default: the median similarity)",
     )
-    parser.add_argument("--damping", type=float, default=0.5, help="in [0.5, 1) (default 0.5)")
+    parser.add_argument(
+        "--damping",
+        type=_damping,
+        default=0.5,
+        help="in [0.5, 1), or 'auto' to raise it when the fit oscillates (default 0.5)",
+    )
     parser.add_argument("--max-iter", type=int, default=200, help="(default 200)")
     parser.add_argument("--convergence-iter", type=int, default=15, help="(default 15)")
     parser.add_argument(
@@ -89,6 +95,18 @@ def add_parser(commands):
     )
     progress.add_argument("--no-progress", dest="progress", action="store_false")
     return parser
+
+
+def _damping(text):
+    """A float, or 'auto' (adaptive damping)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}: a number in [0.5, 1) or 'auto'"
+        ) from None
 
 
 def _one_line(error):

@@ -312,7 +312,8 @@ def test_fit_bad_option_value_is_one_line_usage_error(tmp_path):
     completed = run_fastap("fit", str(tmp_path / "x.csv"), "--damping", "abc")
     assert completed.returncode == 2
     assert completed.stderr == (
-        "fastap fit: error: argument --damping: invalid float value: 'abc' "
+        "fastap fit: error: argument --damping: invalid value 'abc': a number in [0.5, 1) "
+        "or 'auto' "
         "(see fastap fit --help)\n"
     )
 
@@ -373,3 +374,14 @@ def test_fit_without_progress_writes_nothing_to_stderr(tmp_path, blobs, capsys):
     np.save(data, blobs)
     assert main(["fit", str(data), "--labels-out", str(tmp_path / "l.csv")]) == 0
     assert capsys.readouterr().err == ""  # stderr is not a terminal here
+
+
+def test_fit_adaptive_damping(tmp_path, blobs, capsys):
+    data = tmp_path / "points.npy"
+    np.save(data, blobs)
+    args = ["fit", str(data), "--damping", "auto", "--labels-out", str(tmp_path / "l.csv")]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["parameters"]["damping"] == "auto"
+    expected = fastap.AffinityPropagation(damping="auto", random_state=0).fit(blobs)
+    assert summary["exemplars"] == expected.cluster_centers_indices_.tolist()

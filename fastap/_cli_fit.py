@@ -50,6 +50,20 @@ def add_parser(commands):
         help="preference of every sample (default: the median similarity)",
     )
     parser.add_argument(
+        "--preference-quantile",
+        type=float,
+        default=None,
+        metavar="Q",
+        help="use this quantile of the similarities as the preference (0.5: median, 0: min)",
+    )
+    parser.add_argument(
+        "--n-clusters",
+        type=int,
+        default=None,
+        metavar="K",
+        help="search for a preference that gives K clusters",
+    )
+    parser.add_argument(
         "--damping",
         type=_damping,
         default=0.5,
@@ -292,6 +306,15 @@ def _draw(path, data, model, precomputed):
     plt.close(figure)
 
 
+def _preference_used(estimator):
+    """The scalar preference of the fit (the median by default), or None."""
+    preference = getattr(estimator, "preference_", None)
+    if preference is None:
+        return None
+    preference = np.asarray(preference)
+    return float(preference) if preference.ndim == 0 else None
+
+
 def run_fit(args):
     """Run ``fastap fit``; raises CommandError, MemoryError or ValueError."""
     from sklearn.exceptions import ConvergenceWarning
@@ -331,6 +354,8 @@ def run_fit(args):
         max_iter=args.max_iter,
         convergence_iter=args.convergence_iter,
         preference=args.preference,
+        preference_quantile=args.preference_quantile,
+        n_clusters=args.n_clusters,
         affinity="precomputed" if args.precomputed else "euclidean",
         random_state=args.random_state,
         n_jobs=args.n_jobs,
@@ -373,6 +398,7 @@ def run_fit(args):
         "n_clusters": int(exemplars.size),
         "exemplars": exemplars.tolist(),
         "cluster_sizes": sizes.tolist(),
+        "preference_used": _preference_used(estimator),
         "n_iter": int(estimator.n_iter_),
         "converged": bool(estimator.converged_),
         "fit_seconds": round(elapsed, 4),
@@ -382,6 +408,8 @@ def run_fit(args):
         "plot": args.plot,
         "parameters": {
             "preference": args.preference,
+            "preference_quantile": args.preference_quantile,
+            "n_clusters": args.n_clusters,
             "damping": args.damping,
             "max_iter": args.max_iter,
             "convergence_iter": args.convergence_iter,

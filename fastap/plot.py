@@ -59,6 +59,8 @@ def _labels_and_exemplars(labels, exemplars):
 
 def _two_dimensions(X):
     """``X`` itself when it has two columns, else its first two principal components."""
+    if hasattr(X, "toarray"):  # a SciPy sparse matrix (e.g. TF-IDF vectors)
+        X = X.toarray()
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] < 1:
         raise ValueError(f"X must be a 2-D array of features; got shape {X.shape}.")

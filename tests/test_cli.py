@@ -121,8 +121,11 @@ def test_fit_options_reach_the_estimator(tmp_path, blobs, capsys):
     captured = capsys.readouterr()
     summary = json.loads(captured.out)
     assert summary["n_iter"] == 5 and summary["converged"] is False
+    assert summary["preference_used"] == -1000.0
     assert summary["parameters"] == {
         "preference": -1000.0,
+        "preference_quantile": None,
+        "n_clusters": None,
         "damping": 0.9,
         "max_iter": 5,
         "convergence_iter": 3,
@@ -385,3 +388,21 @@ def test_fit_adaptive_damping(tmp_path, blobs, capsys):
     assert summary["parameters"]["damping"] == "auto"
     expected = fastap.AffinityPropagation(damping="auto", random_state=0).fit(blobs)
     assert summary["exemplars"] == expected.cluster_centers_indices_.tolist()
+
+
+def test_fit_n_clusters_and_preference_quantile(tmp_path, blobs, capsys):
+    data = tmp_path / "points.npy"
+    np.save(data, blobs)
+    out = ["--labels-out", str(tmp_path / "l.csv")]
+    assert main(["fit", str(data), "--n-clusters", "3", *out]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_clusters"] == 3 and summary["parameters"]["n_clusters"] == 3
+    assert main(["fit", str(data), "--preference-quantile", "0", *out]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    expected = fastap.AffinityPropagation(preference_quantile=0.0, random_state=0).fit(blobs)
+    assert summary["preference_used"] == pytest.approx(float(expected.preference_))
+    assert summary["exemplars"] == expected.cluster_centers_indices_.tolist()
+    # Both at once is the estimator's error, on one line.
+    assert main(["fit", str(data), "--preference", "-5", "--preference-quantile", "0.1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastap fit: error: ") and err.count("\n") == 1

@@ -183,3 +183,15 @@ def test_convergence_from_fitted_estimator(fitted):
     assert len(line.get_ydata()) == model.n_iter_
     np.testing.assert_array_equal(line.get_ydata(), model.history_["n_exemplars"])
     assert line.get_ydata()[-1] == len(model.cluster_centers_indices_)
+
+
+def test_clusters_accepts_sparse_features(fitted):
+    from scipy import sparse
+
+    X, model = fitted
+    dense = fplot.clusters(X, model)
+    from_sparse = fplot.clusters(sparse.csr_matrix(X), model)
+    np.testing.assert_allclose(
+        collections_by_label(from_sparse)["exemplars"].get_offsets(),
+        collections_by_label(dense)["exemplars"].get_offsets(),
+    )

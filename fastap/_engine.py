@@ -418,9 +418,11 @@ class AdaptiveDamping:
     After Wang et al. (2007): oscillations are what keeps AP from
     converging, and more damping removes them at the cost of slower
     progress. Every ``window`` iterations the run is inspected; if the
-    exemplar set changed in at least ``oscillation_fraction`` of them (it is
-    oscillating rather than settling, which would leave long unchanged
-    runs), the damping goes up by ``step``, at most to ``maximum``.
+    exemplar set changed in at least ``oscillation_fraction`` of them and
+    still changes (within the last quarter of the window), the damping goes
+    up by ``step``, at most to ``maximum``. The first inspection comes after
+    two windows: the early transient of a run that then settles is not an
+    oscillation.
 
     Parameters
     ----------
@@ -442,16 +444,21 @@ class AdaptiveDamping:
     def reset(self):
         """Back to the initial damping, as for a fresh run."""
         self.damping = self.initial
-        self._seen = 0
+        self._seen = -self.window  # a first window of warm-up, not counted
         self._changed = 0
+        self._since_change = 0
 
     def observe(self, n_changed):
         """Record one iteration; return the new damping if it was raised, else None."""
         self._seen += 1
-        self._changed += n_changed > 0
+        self._changed += n_changed > 0 and self._seen > 0
+        self._since_change = 0 if n_changed > 0 else self._since_change + 1
         if self._seen < self.window:
             return None
-        oscillating = self._changed >= self.oscillation_fraction * self._seen
+        oscillating = (
+            self._changed >= self.oscillation_fraction * self._seen
+            and self._since_change < max(1, self.window // 4)
+        )
         self._seen = self._changed = 0
         if oscillating and self.damping < self.maximum:
             # Rounded so that the steps land on 0.55, 0.6, ... exactly.

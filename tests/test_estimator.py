@@ -54,10 +54,14 @@ def test_non_finite_preference_is_rejected():
 
 
 @pytest.mark.parametrize("container", [sparse.csr_matrix, sparse.csr_array, sparse.coo_matrix])
-def test_sparse_precomputed_is_a_type_error(container):
-    S = container(similarity(blobs(10)))
-    with pytest.raises(TypeError, match="sparse"):
-        AffinityPropagation(affinity="precomputed").fit(S)
+def test_sparse_precomputed_gives_the_dense_result(container):
+    # Sparse similarities are tested in test_sparse.py; here: a sparse matrix
+    # holding every off-diagonal pair clusters as the dense one does.
+    S = similarity(blobs(40, centers=3))
+    preference = np.median(S)
+    dense = AffinityPropagation(affinity="precomputed", preference=preference, random_state=0)
+    ours = AffinityPropagation(affinity="precomputed", preference=preference, random_state=0)
+    np.testing.assert_array_equal(ours.fit(container(S)).labels_, dense.fit(S).labels_)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,374 @@
+"""The message updates of Affinity Propagation on a sparse similarity graph.
+
+The same updates as ``messages.py`` (Frey & Dueck, 2007), with messages only
+along stored pairs. A pair that is not stored has similarity ``-inf``: its
+responsibility is ``-inf``, so it adds nothing to a column sum of
+``max(R, 0)``, and its availability is never used (``A + S = -inf`` is
+never a row maximum). Dropping those pairs therefore gives the dense
+algorithm's messages on the stored pairs exactly; on a complete graph the
+float64 results are bitwise those of the dense engine (and of scikit-learn).
+
+Every scalar update goes through the dense kernels' helpers
+(``messages._next_responsibility``, ``messages._next_availability``), so
+the two engines cannot drift apart.
+
+Memory layout
+-------------
+The graph is stored in CSR order with sorted column indices and every
+diagonal pair present (the driver inserts it):
+
+* ``indptr`` (n + 1,) int64, ``indices`` (nnz,) int32: row ``i`` owns
+  positions ``indptr[i]:indptr[i + 1]``, columns ``indices[p]`` increasing.
+* ``diagonal`` (n,) int64: position of pair ``(i, i)``.
+* ``S``, ``R``, ``A`` (nnz,), float32 or float64: similarities (preference
+  on the diagonal), responsibilities and availabilities, in CSR order.
+* ``col_indptr`` (n + 1,) int64 and ``col_order`` (nnz,) int32 or int64:
+  the same pairs in CSC order (column ``k``'s pairs are
+  ``col_order[col_indptr[k]:col_indptr[k + 1]]``, rows increasing).
+
+One iteration is two passes:
+
+1. the **row pass** (a task owns a row): finish the previous iteration's
+   off-diagonal availabilities of the row, search ``A + S`` for its maximum,
+   first arg-maximum and second maximum, update the row's responsibilities;
+2. the **column pass** (a task owns a column): add ``max(R, 0)`` (``R``
+   unclipped on the diagonal) over the column's pairs in increasing row
+   order, in a float64 accumulator, round it once into ``col_sum``, update
+   the diagonal availability and the exemplar flag.
+
+No float is accumulated by two tasks and each sum is added in a fixed
+order, so results are bitwise independent of the thread count, without
+atomics. float64 sums follow scikit-learn's order (rows 0, 1, 2, ...), which
+is what makes the complete graph bitwise equal to the dense engine; float32
+messages use the same float64 accumulators (the dense float32 kernel groups
+rows instead, for speed; a sparse column is short, so there is nothing to
+gain and no reason to differ).
+
+Isolated samples
+----------------
+A sample whose row stores only its diagonal has no other candidate
+exemplar: its self-responsibility ``S(k, k) - max over an empty set`` would
+be ``+inf``, and the availability update ``col_sum - R(k, k)`` would turn it
+into ``inf - inf = NaN``. Instead such a sample is an exemplar from the
+first iteration, its ``R(k, k)`` is held at 0, and its column is treated as
+certain: ``col_sum(k)`` is set to ``+inf`` after its diagonal availability
+is computed from the finite sum of the other rows, so the off-diagonal
+availabilities ``A(i, k)`` decay towards 0, their maximum (the limit of the
+dense messages as ``R(k, k) -> +inf``). No inf or NaN enters ``R`` or ``A``.
+
+References
+----------
+B. J. Frey and D. Dueck, "Clustering by Passing Messages Between Data
+Points", Science 315 (2007), 972-976.
+"""
+
+import numpy as np
+from numba import prange
+
+from fastap._kernels._jit import parallel_kernel, serial_kernel
+from fastap._kernels.messages import _next_availability, _next_responsibility
+
+# --------------------------------------------------------------------------
+# One row, one column.
+# --------------------------------------------------------------------------
+
+
+@serial_kernel
+def _update_row(
+    i, indptr, indices, diagonal, S, A, R, col_sum, damping, one_minus_damping, finish_previous
+):
+    """Row pass for row ``i``: finish ``A(i, :)``, search ``A + S``, update ``R(i, :)``.
+
+    The search keeps the dense kernel's semantics: ``best`` is the first
+    maximum in column order (as ``np.argmax``), ``second`` the maximum over
+    all other pairs (equal to ``best`` on ties). ``A + S + 0`` turns -0.0
+    into +0.0, as the dense kernel does before its integer-key search.
+    """
+    start = indptr[i]
+    stop = indptr[i + 1]
+    d = diagonal[i]
+    zero = S.dtype.type(0)
+    best = S.dtype.type(-np.inf)
+    second = best
+    best_position = d
+    a_diagonal = A[d]  # already final (column pass)
+    for p in range(start, stop):
+        a = A[p]
+        if finish_previous and p != d:
+            a = _next_availability(a, R[p], col_sum[indices[p]], damping, one_minus_damping, zero)
+            A[p] = a
+        value = a + S[p] + zero
+        if value > best:
+            second = best
+            best = value
+            best_position = p
+        elif value > second:
+            second = value
+    A[d] = a_diagonal
+    if stop - start == 1:
+        return  # isolated sample: R(i, i) is held at 0 (see the module notes)
+    r_at_best = R[best_position]
+    for p in range(start, stop):
+        R[p] = _next_responsibility(R[p], S[p], best, damping, one_minus_damping)
+    R[best_position] = _next_responsibility(
+        r_at_best, S[best_position], second, damping, one_minus_damping
+    )
+
+
+@serial_kernel
+def _finish_column(
+    k, indptr, diagonal, col_indptr, col_order, A, R, col_sum, damping, one_minus_damping,
+    is_exemplar,
+):
+    """Column pass for column ``k``; returns ``(is exemplar now, flag changed)``.
+
+    ``col_sum(k) = sum_i max(R(i, k), 0)`` with ``R(k, k)`` unclipped, added
+    in increasing row order in float64 and rounded once, then
+    ``A(k, k) = d * A(k, k) - (1 - d) * (R(k, k) - col_sum(k))``.
+    """
+    zero = R.dtype.type(0)
+    d = diagonal[k]
+    total = 0.0
+    for q in range(col_indptr[k], col_indptr[k + 1]):
+        p = col_order[q]
+        r = R[p]
+        total += r if p == d else max(r, zero)
+    column_sum = R.dtype.type(total)
+    A[d] = A[d] * damping - (R[d] - column_sum) * one_minus_damping
+    exemplar = A[d] + R[d] > 0
+    if indptr[k + 1] - indptr[k] == 1:  # isolated: see the module notes
+        column_sum = R.dtype.type(np.inf)
+        exemplar = True
+    col_sum[k] = column_sum
+    changed = exemplar != is_exemplar[k]
+    is_exemplar[k] = exemplar
+    return exemplar, changed
+
+
+# --------------------------------------------------------------------------
+# Whole passes.
+#
+# Arguments shared by the pass kernels
+# ------------------------------------
+# indptr, indices, diagonal, col_indptr, col_order : the graph (see above)
+# S : (nnz,) float32 or float64, read only
+# A, R : (nnz,) dtype of S, overwritten in place
+# col_sum : (n,) dtype of S; column sums of the previous column pass
+#     (read by the row pass), rewritten by the column pass
+# damping, one_minus_damping : scalars of the dtype of S
+# finish_previous : bool; False while A is complete (first iteration)
+# is_exemplar : (n,) bool, updated in place by the column pass
+# --------------------------------------------------------------------------
+
+
+@serial_kernel
+def update_rows_serial(
+    indptr, indices, diagonal, S, A, R, col_sum, damping, one_minus_damping, finish_previous
+):
+    """Row pass over all rows on one thread."""
+    for i in range(indptr.size - 1):
+        _update_row(
+            i, indptr, indices, diagonal, S, A, R, col_sum, damping, one_minus_damping,
+            finish_previous,
+        )
+
+
+@parallel_kernel
+def update_rows_parallel(
+    indptr, indices, diagonal, S, A, R, col_sum, damping, one_minus_damping, finish_previous
+):
+    """Row pass; each row is owned by one task (rows are independent)."""
+    for i in prange(indptr.size - 1):
+        _update_row(
+            i, indptr, indices, diagonal, S, A, R, col_sum, damping, one_minus_damping,
+            finish_previous,
+        )
+
+
+@serial_kernel
+def finish_columns_serial(
+    indptr, diagonal, col_indptr, col_order, A, R, col_sum, damping, one_minus_damping,
+    is_exemplar,
+):
+    """Column pass on one thread; returns ``(n_exemplars, n_changed)``."""
+    n_exemplars = 0
+    n_changed = 0
+    for k in range(indptr.size - 1):
+        exemplar, changed = _finish_column(
+            k, indptr, diagonal, col_indptr, col_order, A, R, col_sum, damping,
+            one_minus_damping, is_exemplar,
+        )
+        n_exemplars += exemplar
+        n_changed += changed
+    return n_exemplars, n_changed
+
+
+@parallel_kernel
+def finish_columns_parallel(
+    indptr, diagonal, col_indptr, col_order, A, R, col_sum, damping, one_minus_damping,
+    is_exemplar,
+):
+    """Column pass; each column is owned by one task. The two counts are
+    integer reductions (exact in any order)."""
+    n_exemplars = 0
+    n_changed = 0
+    for k in prange(indptr.size - 1):
+        exemplar, changed = _finish_column(
+            k, indptr, diagonal, col_indptr, col_order, A, R, col_sum, damping,
+            one_minus_damping, is_exemplar,
+        )
+        n_exemplars += exemplar
+        n_changed += changed
+    return n_exemplars, n_changed
+
+
+@parallel_kernel
+def complete_availability(indptr, indices, diagonal, A, R, col_sum, damping, one_minus_damping):
+    """Finish the off-diagonal availabilities of the last iteration (rows are
+    independent); brings ``A`` to the state the dense loop ends in."""
+    zero = A.dtype.type(0)
+    for i in prange(indptr.size - 1):
+        d = diagonal[i]
+        for p in range(indptr[i], indptr[i + 1]):
+            if p != d:
+                A[p] = _next_availability(
+                    A[p], R[p], col_sum[indices[p]], damping, one_minus_damping, zero
+                )
+
+
+# --------------------------------------------------------------------------
+# Graph set-up.
+# --------------------------------------------------------------------------
+
+
+@serial_kernel
+def column_order(indptr, indices, col_indptr, col_order):
+    """CSC view of a CSR graph by a stable counting sort on the column.
+
+    Fills ``col_indptr`` (n + 1,) and ``col_order`` (nnz,): the positions of
+    column ``k``'s pairs in increasing row order. O(nnz), one thread (it runs
+    once per fit).
+    """
+    n = indptr.size - 1
+    col_indptr[:] = 0
+    for p in range(indices.size):
+        col_indptr[indices[p] + 1] += 1
+    for k in range(n):
+        col_indptr[k + 1] += col_indptr[k]
+    next_slot = col_indptr[:-1].copy()
+    for i in range(n):
+        for p in range(indptr[i], indptr[i + 1]):
+            k = indices[p]
+            col_order[next_slot[k]] = p
+            next_slot[k] += 1
+
+
+@parallel_kernel
+def count_missing_diagonal(indptr, indices, missing):
+    """``missing[i] = 1`` when row ``i`` does not store ``(i, i)`` (sorted rows)."""
+    for i in prange(indptr.size - 1):
+        found = 0
+        for p in range(indptr[i], indptr[i + 1]):
+            found |= indices[p] == i
+        missing[i] = 1 - found
+
+
+@parallel_kernel
+def insert_diagonal(
+    indptr, indices, data, new_indptr, new_indices, new_data, diagonal, preference
+):
+    """Copy a sorted CSR graph into arrays with every diagonal pair present.
+
+    ``new_indptr`` is given (the row lengths with the missing diagonals
+    counted). The diagonal gets ``preference[i]`` whether it was stored or
+    not (as dense AP overwrites the diagonal); ``diagonal[i]`` receives its
+    position. Rows are independent.
+    """
+    for i in prange(indptr.size - 1):
+        out = new_indptr[i]
+        placed = False
+        for p in range(indptr[i], indptr[i + 1]):
+            k = indices[p]
+            if not placed and k >= i:
+                diagonal[i] = out
+                new_indices[out] = i
+                new_data[out] = preference[i]
+                out += 1
+                placed = True
+                if k == i:
+                    continue
+            new_indices[out] = k
+            new_data[out] = data[p]
+            out += 1
+        if not placed:
+            diagonal[i] = out
+            new_indices[out] = i
+            new_data[out] = preference[i]
+
+
+@serial_kernel
+def add_degeneracy_noise(values, noise, epsilon, tiny_times_100):
+    """``values += (eps * values + tiny * 100) * noise`` on a block of stored
+    pairs, with the dense kernel's arithmetic (see setup.add_degeneracy_noise)."""
+    for p in range(values.size):
+        s = values[p]
+        coefficient = epsilon * s + tiny_times_100
+        values[p] = s + coefficient * noise[p]
+
+
+@parallel_kernel
+def has_duplicates(indptr, indices):
+    """True when a row of a CSR graph with sorted rows stores a column twice."""
+    n = indptr.size - 1
+    n_tasks = min(n, 64)
+    found = np.zeros(n_tasks, dtype=np.bool_)
+    for task in prange(n_tasks):
+        for i in range(task * n // n_tasks, (task + 1) * n // n_tasks):
+            for p in range(indptr[i] + 1, indptr[i + 1]):
+                if indices[p] == indices[p - 1]:
+                    found[task] = True
+    return found.any()
+
+
+# --------------------------------------------------------------------------
+# Assignment (scikit-learn's two-step assignment, on stored pairs).
+# --------------------------------------------------------------------------
+
+
+@parallel_kernel
+def nearest_exemplar(indptr, indices, S, is_exemplar, exemplar_label, labels):
+    """``labels[i]`` = label of the most similar exemplar among row ``i``'s
+    stored pairs (first maximum in column order), or -1 when the row stores
+    no exemplar; an exemplar gets its own label. ``exemplar_label[k]`` is
+    ``k``'s label (k an exemplar)."""
+    for i in prange(indptr.size - 1):
+        if is_exemplar[i]:
+            labels[i] = exemplar_label[i]
+            continue
+        best = -1
+        best_value = S.dtype.type(-np.inf)
+        for p in range(indptr[i], indptr[i + 1]):
+            k = indices[p]
+            if is_exemplar[k] and (best == -1 or S[p] > best_value):
+                best = exemplar_label[k]
+                best_value = S[p]
+        labels[i] = best
+
+
+@parallel_kernel
+def within_cluster_column_sums(col_indptr, col_order, pair_rows, S, labels, cluster_sizes, out):
+    """``out[j] = sum of S(i, j) over i with labels[i] == labels[j]``, added
+    in increasing ``i`` in the dtype of ``S`` (the dense kernel's order), or
+    ``-inf`` when some member of ``j``'s cluster does not store a pair with
+    ``j`` (a missing pair is ``-inf``). ``pair_rows[p]`` is the row of
+    position ``p``. Each column is owned by one task."""
+    for j in prange(col_indptr.size - 1):
+        label = labels[j]
+        total = S.dtype.type(0)
+        members = 0
+        for q in range(col_indptr[j], col_indptr[j + 1]):
+            p = col_order[q]
+            if labels[pair_rows[p]] == label:
+                total += S[p]
+                members += 1
+        out[j] = total if members == cluster_sizes[label] else S.dtype.type(-np.inf)

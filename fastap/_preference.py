@@ -303,29 +303,42 @@ class _Bracket:
     target, and the next point: interpolated in (t, log clusters), which
     is close to linear for AP, kept at least a tenth of the bracket away
     from its ends, and plain bisection when a side has moved twice in a
-    row (the Illinois safeguard against one-sided convergence)."""
+    row (the Illinois safeguard against one-sided convergence).
+
+    ``stalled`` tells when warm steps stopped bringing news: a count that
+    contradicts the bracket, or the same count on one side three times in
+    a row (the messages' memory of an earlier preference keeps a cluster
+    that a fresh start would not find).
+    """
 
     def __init__(self, t_low, k_low, t_high, k_high):
         self.t_low, self.k_low = t_low, k_low
         self.t_high, self.k_high = t_high, k_high
+        self._initial_width = t_high - t_low
         self._last_side = 0
         self._same_side = 0
+        self._same_count = 0
         self.stalled = False
 
     def update(self, t, n_clusters, target):
-        side = -1 if n_clusters < target or (n_clusters == target) else 1
-        width = self.t_high - self.t_low
-        if side < 0:
-            # A count that contradicts the bracket (more clusters at a lower
-            # preference than its upper end holds) is memory, not data.
-            self.stalled = n_clusters > self.k_high
+        low_side = n_clusters <= target
+        side = -1 if low_side else 1
+        previous = self.k_low if low_side else self.k_high
+        contradicts = n_clusters > self.k_high if low_side else n_clusters < self.k_low
+        self._same_count = self._same_count + 1 if n_clusters == previous else 0
+        if low_side:
             self.t_low, self.k_low = t, min(n_clusters, target)
         else:
-            self.stalled = n_clusters < self.k_low
             self.t_high, self.k_high = t, max(n_clusters, target)
         self._same_side = self._same_side + 1 if side == self._last_side else 1
         self._last_side = side
-        self.stalled = self.stalled or (self.t_high - self.t_low) < 1e-6 * max(width, 1e-300)
+        self.stalled = (
+            contradicts
+            or self._same_count >= 3
+            or (self.t_high - self.t_low) < 1e-9 * self._initial_width
+        )
+        if self.stalled:
+            self._same_count = 0
 
     def next_t(self, target):
         width = self.t_high - self.t_low

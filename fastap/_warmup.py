@@ -21,6 +21,7 @@ def warmup(dtypes=("float64", "float32")):
     """
     from fastap._engine import PARALLEL_MIN_SAMPLES
     from fastap._estimator import AffinityPropagation
+    from fastap._preference import preference_range
 
     rng = np.random.RandomState(0)
     for dtype in dtypes:
@@ -29,3 +30,14 @@ def warmup(dtypes=("float64", "float32")):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 AffinityPropagation(max_iter=3, random_state=0, n_jobs=2).fit(X)
+        # The toolkit's kernels: quantile, range, search, history, messages,
+        # hierarchy.
+        X = rng.standard_normal((40, 2)).astype(dtype)
+        preference_range(X, method="exact")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = AffinityPropagation(
+                n_clusters=3, preference_quantile=0.5, random_state=0, record_history=True,
+                keep_messages=True,
+            ).fit(X)
+        model.exemplar_hierarchy()

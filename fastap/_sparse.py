@@ -39,6 +39,7 @@ from scipy import sparse
 from sklearn.exceptions import ConvergenceWarning
 
 from fastap import _engine
+from fastap._kernels import graph as graph_kernels
 from fastap._kernels import sparse_messages as kernels
 
 # Below this many stored pairs one thread is faster than two (the parallel
@@ -163,20 +164,29 @@ def default_preference(data):
 
 def with_diagonal(indptr, indices, data, preference):
     """A :class:`SparseGraph` with every diagonal pair present, holding the
-    preference (0-d or (n,) array of the dtype of ``data``)."""
+    preference (0-d or (n,) array of the dtype of ``data``).
+
+    When every row already stores its diagonal, the graph uses the given
+    arrays and ``data`` is overwritten there (callers pass arrays they own);
+    otherwise the arrays are copied with the missing pairs inserted.
+    """
     n = indptr.size - 1
-    missing = np.empty(n, dtype=np.int64)
-    kernels.count_missing_diagonal(indptr, indices, missing)
+    preference = np.ascontiguousarray(
+        np.broadcast_to(np.asarray(preference, dtype=data.dtype), (n,))
+    )
+    diagonal = np.empty(n, dtype=np.int64)
+    kernels.find_diagonal(indptr, indices, diagonal)
+    missing = diagonal < 0
+    if not missing.any():
+        kernels.set_diagonal(diagonal, data, preference)
+        return SparseGraph(indptr, indices, data, diagonal)
     new_indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.diff(indptr) + missing, out=new_indptr[1:])
     nnz = int(new_indptr[-1])
     new_indices = np.empty(nnz, dtype=np.int32)
     new_data = np.empty(nnz, dtype=data.dtype)
-    diagonal = np.empty(n, dtype=np.int64)
-    preference = np.broadcast_to(np.asarray(preference, dtype=data.dtype), (n,))
     kernels.insert_diagonal(
-        indptr, indices, data, new_indptr, new_indices, new_data, diagonal,
-        np.ascontiguousarray(preference),
+        indptr, indices, data, new_indptr, new_indices, new_data, diagonal, preference
     )
     return SparseGraph(new_indptr, new_indices, new_data, diagonal)
 
@@ -484,9 +494,9 @@ class Groups:
         return Groups(self.exemplars[group_exemplars], sizes, sums)
 
 
-def weighted_similarities(Xf, metric, groups, rows, cols, preference):
-    """Similarities between clusters ``a = rows[t]`` and ``b = cols[t]`` for a
-    merge level.
+def weighted_similarities(Xf, metric, groups, indptr, indices, preference):
+    """Similarities between clusters for a merge level, for the stored pairs
+    ``(a, b)`` of a CSR structure over the clusters.
 
     Moving every member of ``a`` to the exemplar ``e_b`` of ``b`` adds
     ``sum_{i in a} s(x_i, x_{e_b})`` to AP's objective: for ``-||.||^2``
@@ -497,19 +507,15 @@ def weighted_similarities(Xf, metric, groups, rows, cols, preference):
     costs its exemplar's preference plus the other members' similarities
     to it.
     """
-    exemplar_rows = Xf[groups.exemplars[cols]]
-    if metric == "cosine":
-        values = np.einsum("ij,ij->i", groups.sums[rows], exemplar_rows)
-        self_similarity = np.einsum("ij,ij->i", exemplar_rows, exemplar_rows)
-    else:
-        sizes = groups.sizes[rows]
-        difference = groups.sums[rows] / sizes[:, None] - exemplar_rows
-        values = -sizes * np.einsum("ij,ij->i", difference, difference)
-        self_similarity = np.zeros(rows.size)
-    on_diagonal = rows == cols
-    exemplar_preference = np.broadcast_to(preference, (Xf.shape[0],))[groups.exemplars[rows]]
-    values[on_diagonal] = (exemplar_preference + values - self_similarity)[on_diagonal]
-    return values
+    exemplar_preference = np.ascontiguousarray(
+        np.broadcast_to(preference, (Xf.shape[0],))[groups.exemplars], dtype=np.float64
+    )
+    out = np.empty(indices.size, dtype=np.float64)
+    graph_kernels.cluster_similarities(
+        groups.sums, groups.sizes, np.ascontiguousarray(Xf[groups.exemplars]),
+        exemplar_preference, metric == "cosine", indptr, indices, out,
+    )
+    return out
 
 
 def merge_level(Xf, metric, groups, fit_kwargs, n_neighbors, preference):
@@ -517,20 +523,20 @@ def merge_level(Xf, metric, groups, fit_kwargs, n_neighbors, preference):
     ``MERGE_DENSE_MAX_CLUSTERS`` clusters, else on their k-NN graph)."""
     m = groups.exemplars.size
     if m <= MERGE_DENSE_MAX_CLUSTERS:
-        rows, cols = np.divmod(np.arange(m * m), m)
-        S = weighted_similarities(Xf, metric, groups, rows, cols, preference).reshape(m, m)
+        indptr = np.arange(0, m * m + 1, m, dtype=np.int64)
+        indices = np.tile(np.arange(m, dtype=np.int32), m)
+        S = weighted_similarities(Xf, metric, groups, indptr, indices, preference).reshape(m, m)
+        del indices
         return _engine.run_affinity_propagation(S, np.diagonal(S).copy(), **fit_kwargs)
     from fastap._graph import kneighbors, symmetric_union
 
     neighbors = kneighbors(Xf[groups.exemplars], n_neighbors)
-    indptr, indices = symmetric_union(neighbors)
+    indptr, indices = symmetric_union(neighbors, with_self=True)
     del neighbors
-    structure = with_diagonal(indptr, indices, np.zeros(indices.size), 0.0)
-    indptr, indices = structure.indptr, structure.indices
-    rows = np.repeat(np.arange(m), np.diff(indptr))
-    values = weighted_similarities(Xf, metric, groups, rows, indices, preference)
+    values = weighted_similarities(Xf, metric, groups, indptr, indices, preference)
+    diagonal = np.flatnonzero(indices == np.repeat(np.arange(m, dtype=np.int32), np.diff(indptr)))
     result, _ = run_sparse_affinity_propagation(
-        indptr, indices, values, values[structure.diagonal].copy(), **fit_kwargs
+        indptr, indices, values, values[diagonal], **fit_kwargs
     )
     return result
 
@@ -683,7 +689,13 @@ def fit_nearest_neighbors(estimator, X, **options):
     approximate = n > _graph.EXACT_MAX_SAMPLES
     seed = random_state.randint(np.iinfo(np.int32).max) if approximate else None
     neighbors = _graph.kneighbors(Xf, k, random_state=seed)
-    indptr, indices = _graph.symmetric_union(neighbors)
+    # The messages run on the samples renumbered for locality (see
+    # _graph.locality_order); results are mapped back at the end.
+    order = _graph.locality_order(*_graph.symmetric_union(neighbors))
+    neighbors = _graph.renumbered(neighbors, order)
+    Xf = Xf[order]
+    # Diagonal pairs stored from the start: the preference goes in place.
+    indptr, indices = _graph.symmetric_union(neighbors, with_self=True)
     del neighbors
     values = np.empty(indices.size, dtype=np.float64)
     if metric == "cosine":
@@ -702,14 +714,22 @@ def fit_nearest_neighbors(estimator, X, **options):
     else:
         preference = estimator.preference
     preference = _validated_preference(preference, n, dtype)
+    original_preference = preference
+    if preference.ndim == 1:
+        preference = preference[order]
     fit_kwargs = _fit_kwargs(estimator, random_state, options)
     merge = estimator.merge_fragments in (True, "auto")
     # With merging, the graph's own AP over-segments the data at its own
     # scale (the median of the stored similarities: small fragments, quick
     # to converge); the merge levels then apply the preference.
-    first_preference = (
-        _validated_preference(default_preference(values), n, dtype) if merge else preference
-    )
+    if merge:
+        off_diagonal = indices != np.repeat(np.arange(n, dtype=np.int32), np.diff(indptr))
+        first_preference = _validated_preference(
+            default_preference(values[off_diagonal]), n, dtype
+        )
+        del off_diagonal
+    else:
+        first_preference = preference
     result, graph = run_sparse_affinity_propagation(
         indptr, indices, values, first_preference, warn=not merge, **fit_kwargs
     )
@@ -730,7 +750,28 @@ def fit_nearest_neighbors(estimator, X, **options):
                 n_iter=result.n_iter + n_iter, converged=result.converged and converged,
             )
         _engine.warn_if_not_converged(result.cluster_centers_indices, result.converged)
-    return result, graph.to_scipy(), preference, X
+    result = in_original_order(result, order)
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(n)
+    affinity_matrix = graph.to_scipy()[inverse][:, inverse]
+    affinity_matrix.sort_indices()
+    return result, affinity_matrix, original_preference, X
+
+
+def in_original_order(result, order):
+    """A FitResult on samples renumbered by ``order`` (sample ``order[i]`` was
+    ``i``), in the original numbering; clusters numbered by exemplar index."""
+    n = order.size
+    labels = np.empty(n, dtype=np.intp)
+    centers = order[result.cluster_centers_indices]
+    if centers.size == 0:
+        labels[order] = result.labels
+        return result._replace(labels=labels)
+    by_index = np.argsort(centers)
+    new_label = np.empty(centers.size, dtype=np.intp)
+    new_label[by_index] = np.arange(centers.size)
+    labels[order] = new_label[result.labels]
+    return result._replace(cluster_centers_indices=centers[by_index], labels=labels)
 
 
 # Estimator options of the dense engine that the sparse fits do not offer.

@@ -495,12 +495,13 @@ def test_weighted_similarities_are_the_objective_of_moving_whole_clusters():
     X = rng.randn(30, 3)
     labels = np.repeat(np.arange(3), 10)
     exemplars = np.array([0, 10, 20])
-    rows, cols = np.divmod(np.arange(9), 3)
+    indptr = np.array([0, 3, 6, 9])
+    indices = np.tile(np.arange(3, dtype=np.int32), 3)
     for metric in ("euclidean", "cosine"):
         Xm = X / np.linalg.norm(X, axis=1, keepdims=True) if metric == "cosine" else X
         groups = _sparse.Groups.of_samples(Xm, labels, exemplars)
         S = Xm @ Xm.T if metric == "cosine" else -((Xm[:, None] - Xm[None]) ** 2).sum(axis=2)
-        got = _sparse.weighted_similarities(Xm, metric, groups, rows, cols, np.asarray(-5.0))
+        got = _sparse.weighted_similarities(Xm, metric, groups, indptr, indices, np.asarray(-5.0))
         got = got.reshape(3, 3)
         for a in range(3):
             members = np.flatnonzero(labels == a)

@@ -34,18 +34,24 @@ def reverse_lists(neighbors, rev_indptr, rev_indices):
 
 
 @parallel_kernel
-def union_rows(neighbors, rev_indptr, rev_indices, scratch, row_length):
+def union_rows(neighbors, rev_indptr, rev_indices, with_self, scratch, row_length):
     """Row ``i`` of the symmetrised graph: its own neighbours and the samples
-    that list it, sorted, without repeats and without ``i`` itself.
+    that list it, sorted, without repeats; ``i`` itself only if
+    ``with_self``.
 
-    ``scratch`` (n * k + nnz of the reverse lists,) int32 receives each row
-    at offset ``i * k + rev_indptr[i]``; ``row_length[i]`` its length.
-    Rows are independent.
+    ``scratch`` (n * slots + nnz of the reverse lists,) int32, with
+    ``slots = k + with_self``, receives each row at offset
+    ``i * slots + rev_indptr[i]``; ``row_length[i]`` its length. Rows are
+    independent.
     """
     n, k = neighbors.shape
+    slots = k + with_self
     for i in prange(n):
-        start = i * k + rev_indptr[i]
+        start = i * slots + rev_indptr[i]
         length = 0
+        if with_self:
+            scratch[start] = i
+            length = 1
         for t in range(k):
             j = neighbors[i, t]
             if j >= 0 and j != i:
@@ -67,11 +73,11 @@ def union_rows(neighbors, rev_indptr, rev_indices, scratch, row_length):
 
 
 @parallel_kernel
-def compact_rows(neighbors_k, rev_indptr, scratch, indptr, indices):
+def compact_rows(slots, rev_indptr, scratch, indptr, indices):
     """Copy each row of ``scratch`` (see :func:`union_rows`) to its CSR place."""
     n = indptr.size - 1
     for i in prange(n):
-        start = i * neighbors_k + rev_indptr[i]
+        start = i * slots + rev_indptr[i]
         for t in range(indptr[i + 1] - indptr[i]):
             indices[indptr[i] + t] = scratch[start + t]
 
@@ -105,4 +111,41 @@ def dot_products(X, indptr, indices, out):
             total = 0.0
             for f in range(n_features):
                 total += x[f] * y[f]
+            out[p] = total
+
+
+@parallel_kernel
+def cluster_similarities(sums, sizes, exemplar_rows, exemplar_preference, cosine, indptr,
+                         indices, out):
+    """Similarities between clusters for a merge level (see
+    ``_sparse.weighted_similarities``), for the stored pairs ``p = (a, b)``
+    of a CSR structure over clusters, without per-pair temporaries.
+
+    ``sums`` (m, d): feature sums of the clusters' members; ``sizes`` (m,);
+    ``exemplar_rows`` (m, d): features of their exemplars;
+    ``exemplar_preference`` (m,). Euclidean: ``-n_a ||mean_a - x_{e_b}||^2``;
+    cosine: ``sum_a . x_{e_b}``; on the diagonal the preference is added and
+    the exemplar's own similarity taken out. Rows are independent.
+    """
+    m, d = sums.shape
+    for a in prange(m):
+        size = sizes[a]
+        for p in range(indptr[a], indptr[a + 1]):
+            b = indices[p]
+            x = exemplar_rows[b]
+            total = 0.0
+            if cosine:
+                for f in range(d):
+                    total += sums[a, f] * x[f]
+            else:
+                for f in range(d):
+                    difference = sums[a, f] / size - x[f]
+                    total += difference * difference
+                total = -size * total
+            if b == a:
+                own = 0.0
+                if cosine:
+                    for f in range(d):
+                        own += x[f] * x[f]
+                total = exemplar_preference[a] + total - own
             out[p] = total

@@ -264,13 +264,22 @@ def column_order(indptr, indices, col_indptr, col_order):
 
 
 @parallel_kernel
-def count_missing_diagonal(indptr, indices, missing):
-    """``missing[i] = 1`` when row ``i`` does not store ``(i, i)`` (sorted rows)."""
+def find_diagonal(indptr, indices, diagonal):
+    """``diagonal[i]`` = position of ``(i, i)`` in row ``i``, or -1 when the
+    row does not store it. Rows are independent."""
     for i in prange(indptr.size - 1):
-        found = 0
+        found = -1
         for p in range(indptr[i], indptr[i + 1]):
-            found |= indices[p] == i
-        missing[i] = 1 - found
+            if indices[p] == i:
+                found = p
+        diagonal[i] = found
+
+
+@parallel_kernel
+def set_diagonal(diagonal, data, preference):
+    """``data[diagonal[i]] = preference[i]``."""
+    for i in prange(diagonal.size):
+        data[diagonal[i]] = preference[i]
 
 
 @parallel_kernel

@@ -333,12 +333,15 @@ def run_fit(args):
                 f"{args.data}: a similarity matrix must be square, got shape {data.shape}"
             )
         # Before converting: the converted copy is one of the fit's three
-        # matrices, so the estimator then need not copy it again.
+        # matrices, so the estimator then need not copy it again. Nor need
+        # it copy an array read from a .csv/.npz (ours alone); only the
+        # memory-mapped .npy file must stay as it is.
         check_memory(n_samples, dtype, n_new_matrices=3)
         converted = data.dtype != dtype or not data.flags.c_contiguous
         if converted:
             data = np.ascontiguousarray(data, dtype=dtype)
-        copy = not converted or not data.flags.writeable
+        ours = converted or (not isinstance(data, np.memmap) and data.flags.writeable)
+        copy = not ours
     else:
         data = np.asarray(data, dtype=dtype)
         copy = True

@@ -438,6 +438,13 @@ def run_sparse_affinity_propagation(
 # at 5,000).
 MERGE_DENSE_MAX_CLUSTERS = 5000
 
+# Neighbours per cluster in a sparse merge level (at least n_neighbors). A
+# level on too few neighbours fragments again, and worse: a fragment that
+# cannot reach its own cluster's exemplar joins a foreign one when that
+# costs less than a preference, and merges are never undone. With 200, a
+# cluster sees the exemplars of about 200 fragments of the first stage.
+MERGE_NEIGHBORS = 200
+
 # Pairs sampled to estimate the median similarity of all pairs.
 _MEDIAN_SAMPLE_PAIRS = 1_000_000
 _MEDIAN_EXACT_MAX_SAMPLES = 2000
@@ -530,7 +537,7 @@ def merge_level(Xf, metric, groups, fit_kwargs, n_neighbors, preference):
         return _engine.run_affinity_propagation(S, np.diagonal(S).copy(), **fit_kwargs)
     from fastap._graph import kneighbors, symmetric_union
 
-    neighbors = kneighbors(Xf[groups.exemplars], n_neighbors)
+    neighbors = kneighbors(Xf[groups.exemplars], max(n_neighbors, MERGE_NEIGHBORS))
     indptr, indices = symmetric_union(neighbors, with_self=True)
     del neighbors
     values = weighted_similarities(Xf, metric, groups, indptr, indices, preference)
@@ -719,19 +726,8 @@ def fit_nearest_neighbors(estimator, X, **options):
         preference = preference[order]
     fit_kwargs = _fit_kwargs(estimator, random_state, options)
     merge = estimator.merge_fragments in (True, "auto")
-    # With merging, the graph's own AP over-segments the data at its own
-    # scale (the median of the stored similarities: small fragments, quick
-    # to converge); the merge levels then apply the preference.
-    if merge:
-        off_diagonal = indices != np.repeat(np.arange(n, dtype=np.int32), np.diff(indptr))
-        first_preference = _validated_preference(
-            default_preference(values[off_diagonal]), n, dtype
-        )
-        del off_diagonal
-    else:
-        first_preference = preference
     result, graph = run_sparse_affinity_propagation(
-        indptr, indices, values, first_preference, warn=not merge, **fit_kwargs
+        indptr, indices, values, preference, warn=not merge, **fit_kwargs
     )
     del indptr, indices, values
     if merge:

@@ -481,6 +481,7 @@ def test_merging_fragments_recovers_the_dense_clusters():
 
 def test_merge_levels_through_a_sparse_level(monkeypatch):
     monkeypatch.setattr(_sparse, "MERGE_DENSE_MAX_CLUSTERS", 20)
+    monkeypatch.setattr(_sparse, "MERGE_NEIGHBORS", 40)
     X = blobs(800, centers=5, random_state=1)
     dense = AffinityPropagation(preference=-3000.0, damping=0.9, random_state=0).fit(X)
     merged = AffinityPropagation(

@@ -2,6 +2,7 @@
 
 from fastap._engine import IterationInfo
 from fastap._estimator import AffinityPropagation, affinity_propagation
+from fastap._graph import nearest_neighbors_graph
 from fastap._hierarchy import ExemplarHierarchy, exemplar_hierarchy
 from fastap._preference import PreferenceRange, SearchStep, preference_range
 from fastap._warmup import warmup
@@ -16,6 +17,7 @@ __all__ = [
     "SearchStep",
     "affinity_propagation",
     "exemplar_hierarchy",
+    "nearest_neighbors_graph",
     "preference_range",
     "warmup",
     "__version__",

@@ -178,8 +178,8 @@ def main():
 def raw_times(rows):
     """Every repeat's time, one line per row."""
     return "\n".join(
-        f"  N={row['N']} {row['dtype']}: fastap {row['all_fastap_s']}, "
-        f"scikit-learn float64 {row['all_sklearn_s']}"
+        f"  N={row['N']} {row['dtype']}: fastap {row['all_fastap_s'] or 'not recorded'}, "
+        f"scikit-learn float64 {row['all_sklearn_s'] or 'not recorded'}"
         for row in rows
     )
 

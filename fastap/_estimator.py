@@ -188,9 +188,11 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         merge the clusters it joins ('auto': on). On a k-NN graph every
         sample can only choose an exemplar among its neighbours, so plain
         sparse AP splits the clusters dense AP would find into fragments of
-        about ``n_neighbors`` samples; merging recovers them. Turn it off to
-        get AP exactly on the graph (local clusters). Not available for a
-        sparse precomputed matrix (it needs the features).
+        about ``n_neighbors`` samples; merging recovers them (it only joins
+        clusters). Turn it off to get AP exactly on the graph (local
+        clusters). ``n_iter_`` then counts the iterations of every level and
+        ``converged_`` is True only if every level converged. Not available
+        for a sparse precomputed matrix (it needs the features).
 
     Attributes
     ----------

@@ -41,3 +41,12 @@ def warmup(dtypes=("float64", "float32")):
                 keep_messages=True,
             ).fit(X)
         model.exemplar_hierarchy()
+        # Sparse kernels (graph, serial and parallel passes, merging); the
+        # approximate neighbour search of large inputs is pynndescent's own.
+        for n_samples in (40, 700):
+            X = rng.standard_normal((n_samples, 2)).astype(dtype)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                AffinityPropagation(
+                    affinity="nearest_neighbors", max_iter=3, random_state=0, n_jobs=2
+                ).fit(X)

@@ -256,17 +256,18 @@ def _measure_scale(n, n_neighbors, threads):
     _sparse.SparseMessageState.iterate = timed_iterate
     run = _sparse.run_sparse_affinity_propagation
 
-    def timed_run(indptr, indices, data, *args, **kwargs):
+    def timed_run(graph, **kwargs):
         started = time.perf_counter()
-        result, graph = run(indptr, indices, data, *args, **kwargs)
+        result = run(graph, **kwargs)
+        dtype = graph.S.dtype
         timings["runs"].append({
-            "samples": int(indptr.size - 1), "pairs": int(graph.nnz),
-            "dtype": str(data.dtype), "seconds": time.perf_counter() - started,
+            "samples": int(graph.n), "pairs": int(graph.nnz),
+            "dtype": str(dtype), "seconds": time.perf_counter() - started,
             "n_iter": int(result.n_iter), "converged": bool(result.converged),
             "clusters": int(result.cluster_centers_indices.size),
-            "bytes_per_pair": _sparse.fit_memory_bytes(0, graph.nnz, data.dtype) / graph.nnz,
+            "bytes_per_pair": _sparse.fit_memory_bytes(0, graph.nnz, dtype) / graph.nnz,
         })
-        return result, graph
+        return result
 
     _sparse.run_sparse_affinity_propagation = timed_run
     started = time.perf_counter()

@@ -203,17 +203,19 @@ def add_degeneracy_noise(graph, random_state):
         kernels.add_degeneracy_noise(values[start:stop], noise, info.eps, info.tiny * 100)
 
 
-def _is_complete_with_equal_similarities(indptr, indices, data, preference):
-    """The dense engine's degenerate case, on a graph storing every pair."""
-    n = indptr.size - 1
-    if n < 2 or data.size < n * (n - 1):
+def _is_complete_with_equal_similarities(graph):
+    """The dense engine's degenerate case, on a graph storing every pair:
+    ``(True, the off-diagonal value)`` or ``(False, None)``."""
+    n = graph.n
+    if n < 2 or graph.nnz != n * n:
         return False, None
-    off_diagonal = indices != np.repeat(np.arange(n, dtype=np.int32), np.diff(indptr))
-    values = data[off_diagonal]
-    if values.size != n * (n - 1):
+    preferences = graph.S[graph.diagonal]
+    if not np.all(preferences == preferences[0]):
         return False, None
-    equal = bool(np.all(values == values[0])) and bool(np.all(preference == preference.flat[0]))
-    return equal, values[0]
+    off_diagonal = np.ones(graph.nnz, dtype=bool)
+    off_diagonal[graph.diagonal] = False
+    values = graph.S[off_diagonal]
+    return bool(np.all(values == values[0])), values[0]
 
 
 # --------------------------------------------------------------------------
@@ -336,10 +338,7 @@ def assign_clusters(graph, is_exemplar):
 
 
 def run_sparse_affinity_propagation(
-    indptr,
-    indices,
-    data,
-    preference,
+    graph,
     *,
     damping,
     max_iter,
@@ -353,21 +352,19 @@ def run_sparse_affinity_propagation(
     callback_every=1,
     warn=True,
 ):
-    """Affinity Propagation on a canonical CSR graph (see :func:`canonical_csr`).
+    """Affinity Propagation on a graph with its preferences on the diagonal.
 
     Parameters
     ----------
-    indptr, indices, data : ndarray
-        The graph without duplicates, rows sorted; ``data`` float32 or
-        float64, finite. Not modified.
-    preference : ndarray, 0-d or (n,), dtype of ``data``
-        Finite preferences (validated).
+    graph : SparseGraph
+        From :func:`with_diagonal` (finite similarities, preferences on the
+        diagonal). Its similarities receive the degeneracy noise in place.
     damping, max_iter, convergence_iter, verbose, random_state, n_threads
         As in :func:`fastap._engine.run_affinity_propagation`.
     messages_out : dict or None
         When a dict, receives ``"responsibility"`` and ``"availability"``
-        (arrays in the CSR order of the returned graph, completed to the end
-        of the last iteration).
+        (arrays in the CSR order of the graph, completed to the end of the
+        last iteration).
     adaptive_damping, callback, callback_every
         As in :func:`fastap._engine.iterate_until_converged`.
     warn : bool
@@ -375,28 +372,20 @@ def run_sparse_affinity_propagation(
 
     Returns
     -------
-    result : FitResult
-    graph : SparseGraph
-        The graph the messages ran on: diagonal inserted, preferences and
-        noise added (the sparse ``affinity_matrix_``).
+    FitResult
     """
-    n = indptr.size - 1
-    check_memory(n, data.size + n, data.dtype)
-    degenerate, equal_value = _is_complete_with_equal_similarities(
-        indptr, indices, data, preference
-    )
+    n = graph.n
+    degenerate, equal_value = _is_complete_with_equal_similarities(graph)
     if n == 1 or degenerate:
         # The dense engine's shortcut (on a complete graph only: on another
         # one "one cluster" could pair samples that store no pair).
-        graph = with_diagonal(indptr, indices, data, preference)
         warnings.warn(
             "All samples have mutually equal similarities. Returning arbitrary cluster center(s)."
         )
-        if degenerate and preference.flat[0] > equal_value:
-            return _engine.FitResult(np.arange(n), np.arange(n), 0, True), graph
-        return _engine.FitResult(np.array([0]), np.zeros(n, dtype=np.intp), 0, True), graph
+        if degenerate and graph.S[graph.diagonal[0]] > equal_value:
+            return _engine.FitResult(np.arange(n), np.arange(n), 0, True)
+        return _engine.FitResult(np.array([0]), np.zeros(n, dtype=np.intp), 0, True)
 
-    graph = with_diagonal(indptr, indices, data, preference)
     add_degeneracy_noise(graph, random_state)
     state = SparseMessageState(graph, damping, n_threads)
     progress = _engine._Progress(verbose, n)
@@ -423,10 +412,9 @@ def run_sparse_affinity_propagation(
     cluster_centers_indices, labels = assign_clusters(graph, is_exemplar)
     if warn:
         _engine.warn_if_not_converged(cluster_centers_indices, loop.converged)
-    result = _engine.FitResult(
+    return _engine.FitResult(
         cluster_centers_indices, labels, loop.n_iter, loop.converged, None, final_damping
     )
-    return result, graph
 
 
 # --------------------------------------------------------------------------
@@ -541,11 +529,11 @@ def merge_level(Xf, metric, groups, fit_kwargs, n_neighbors, preference):
     indptr, indices = symmetric_union(neighbors, with_self=True)
     del neighbors
     values = weighted_similarities(Xf, metric, groups, indptr, indices, preference)
-    diagonal = np.flatnonzero(indices == np.repeat(np.arange(m, dtype=np.int32), np.diff(indptr)))
-    result, _ = run_sparse_affinity_propagation(
-        indptr, indices, values, values[diagonal], **fit_kwargs
-    )
-    return result
+    diagonal = np.empty(m, dtype=np.int64)
+    kernels.find_diagonal(indptr, indices, diagonal)
+    graph = with_diagonal(indptr, indices, values, values[diagonal])
+    del indptr, indices, values
+    return run_sparse_affinity_propagation(graph, **fit_kwargs)
 
 
 def refine_and_assign(Xf, metric, labels, groups, preference):
@@ -660,9 +648,10 @@ def fit_precomputed(estimator, X, **options):
         estimator.preference
     )
     preference = _validated_preference(preference, n, data.dtype)
-    result, graph = run_sparse_affinity_propagation(
-        indptr, indices, data, preference,
-        **_fit_kwargs(estimator, check_random_state(estimator.random_state), options),
+    graph = with_diagonal(indptr, indices, data, preference)
+    del indptr, indices, data  # with the diagonal inserted, a new copy
+    result = run_sparse_affinity_propagation(
+        graph, **_fit_kwargs(estimator, check_random_state(estimator.random_state), options)
     )
     return result, graph.to_scipy(like=X), preference
 
@@ -726,10 +715,9 @@ def fit_nearest_neighbors(estimator, X, **options):
         preference = preference[order]
     fit_kwargs = _fit_kwargs(estimator, random_state, options)
     merge = estimator.merge_fragments in (True, "auto")
-    result, graph = run_sparse_affinity_propagation(
-        indptr, indices, values, preference, warn=not merge, **fit_kwargs
-    )
+    graph = with_diagonal(indptr, indices, values, preference)  # in place: no copy
     del indptr, indices, values
+    result = run_sparse_affinity_propagation(graph, warn=not merge, **fit_kwargs)
     if merge:
         if result.cluster_centers_indices.size > 0:
             merge_kwargs = {

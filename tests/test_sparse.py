@@ -244,9 +244,9 @@ def test_isolated_samples_are_their_own_exemplars_without_nan():
     S.eliminate_zeros()
     out = {}
     graph = prepared_graph(S, np.median(S.data))
-    result, _ = _sparse.run_sparse_affinity_propagation(
-        *_sparse.canonical_csr(S), np.asarray(np.median(S.data)), damping=0.5, max_iter=50,
-        convergence_iter=10, random_state=np.random.RandomState(0), n_threads=1,
+    result = _sparse.run_sparse_affinity_propagation(
+        _sparse.with_diagonal(*_sparse.canonical_csr(S), np.median(S.data)), damping=0.5,
+        max_iter=50, convergence_iter=10, random_state=np.random.RandomState(0), n_threads=1,
         messages_out=out,
     )
     assert graph.nnz == out["responsibility"].size

@@ -270,6 +270,7 @@ def _measure_scale(n, n_neighbors, threads):
         return result
 
     _sparse.run_sparse_affinity_propagation = timed_run
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     ap = fastap.AffinityPropagation(
         affinity="nearest_neighbors", n_neighbors=n_neighbors, random_state=0, n_jobs=threads
@@ -284,6 +285,7 @@ def _measure_scale(n, n_neighbors, threads):
         "converged": bool(ap.converged_), "preference": float(ap.preference_),
         "timings": timings, "peak_rss_mib": _peak_rss_mib(), "rss_after_data_mib": rss_data,
         "stored_pairs": int(ap.affinity_matrix_.nnz),
+        "load": [load_before, os.getloadavg()[0]],
     }
 
 
@@ -300,7 +302,7 @@ def scale(args):
               f"{r['clusters']} clusters, {r['n_iter']} iterations in all, "
               f"converged {r['converged']}")
         print(f"- neighbour search: {t['kneighbors'][0]:.1f} s; symmetric graph "
-              f"({r['stored_pairs']} stored pairs + {r['n']} diagonal): "
+              f"({r['stored_pairs']} stored pairs, diagonal included): "
               f"{sum(t['union']):.1f} s; locality order: {sum(t['order']):.1f} s")
         for run in t["runs"]:
             per = t["iterate"].get(str(run["pairs"]), t["iterate"].get(run["pairs"]))
@@ -313,6 +315,12 @@ def scale(args):
                   f"{run['clusters']} clusters, converged {run['converged']}")
         if t["merge"]:
             print(f"- merge levels in all (sparse levels above included): {t['merge'][0]:.1f} s")
+        accounted = (t["kneighbors"][0] + sum(t["union"]) + sum(t["order"])
+                     + t["runs"][0]["seconds"] + sum(t["merge"]))
+        print(f"- the rest (similarities of the stored pairs, preference, noise, assignment, "
+              f"renumbering back): {r['total_s'] - accounted:.1f} s")
+        print(f"- load average of the machine (1 min) before / after: "
+              f"{r['load'][0]:.1f} / {r['load'][1]:.1f}")
         print()
 
 

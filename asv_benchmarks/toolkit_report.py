@@ -121,6 +121,9 @@ def history_cost(n, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes")
+    parser.add_argument("--sections", nargs="+", default=["search", "damping", "history"],
+                        choices=["search", "damping", "history"])
+    parser.add_argument("--damping-seeds", nargs="+", type=int, default=list(range(5)))
     args = parser.parse_args()
     warmed()
     if args.quick:
@@ -130,13 +133,16 @@ def main():
         history_cost(1000, 3)
         return
     problems = [
-        (1000, 10, 3, 4), (1000, 10, 5, 1), (1000, 10, 20, 2), (2000, 10, 5, 0),
-        (2000, 10, 40, 0), (2000, 50, 25, 3), (2000, 20, 10, 5), (2000, 20, 60, 6),
+        (1000, 10, 3, 4), (1000, 10, 5, 1), (1000, 10, 20, 2), (1000, 50, 25, 3),
+        (1000, 20, 10, 5), (1000, 20, 60, 6), (2000, 10, 5, 0), (2000, 10, 40, 0),
     ]
-    search_table(problems, 0.5, 200, 15)
-    search_table(problems, 0.9, 1000, 15)
-    damping_table(4000, range(5), 1000)
-    history_cost(4000, 3)
+    if "search" in args.sections:
+        search_table(problems, 0.5, 200, 15)
+        search_table(problems, 0.9, 1000, 15)
+    if "damping" in args.sections:
+        damping_table(4000, args.damping_seeds, 1000)
+    if "history" in args.sections:
+        history_cost(4000, 3)
 
 
 if __name__ == "__main__":

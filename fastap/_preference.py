@@ -266,7 +266,12 @@ def search_n_clusters(
             counted = 0
         bracket.update(t, counted, n_clusters)
         t = bracket.next_t(n_clusters)
-        cold_next = not warm or bracket.stalled
+        # Far jumps start cold: messages of a distant preference take
+        # longer to unwind (geometrically, at the damping's rate) than fresh
+        # ones take to build up; near ones, which are most of a bisection,
+        # continue warm.
+        jump = abs(scale.to_preference(t) - step.preference)
+        cold_next = not warm or bracket.stalled or jump > _WARM_JUMP * abs(step.preference)
         if dtype(scale.to_preference(bracket.t_low)) >= dtype(scale.to_preference(bracket.t_high)):
             break  # the bracket is down to one representable preference
 
@@ -296,6 +301,11 @@ def search_n_clusters(
         history.as_arrays() if history is not None else None, final_damping,
     )
     return result, dtype(final.preference), steps
+
+
+# Largest change of preference, relative to the current one, from which a
+# step continues warm (measured on blobs, damping 0.5 and 0.9).
+_WARM_JUMP = 0.5
 
 
 class _Bracket:

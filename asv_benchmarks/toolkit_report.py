@@ -41,6 +41,8 @@ def search_table(problems, damping, max_iter, convergence_iter):
           "cold: iterations / steps / K / s | iterations cold / warm |")
     print("|---|---|---|---|---|---|")
     ratios = []
+    sums = {True: 0, False: 0}
+    hits = {True: 0, False: 0}
     for n, centers, target, seed in problems:
         X, _ = make_blobs(n_samples=n, n_features=8, centers=centers, cluster_std=2.0,
                           random_state=seed)
@@ -60,14 +62,17 @@ def search_table(problems, damping, max_iter, convergence_iter):
             seconds = time.perf_counter() - started
             total = sum(step.n_iter for step in steps)
             totals[warm] = total
+            sums[warm] += total
+            hits[warm] += len(result.cluster_centers_indices) == target
             cells.append(f"{total} / {len(steps)} / {len(result.cluster_centers_indices)} / "
                          f"{seconds:.1f}")
         ratio = totals[False] / totals[True]
         ratios.append(ratio)
         print(f"| {n} | {centers} | {target} | {cells[0]} | {cells[1]} | {ratio:.1f}x |")
         sys.stdout.flush()
-    print(f"\nMedian ratio: {statistics.median(ratios):.1f}x; "
-          f"total iterations cold / warm over all problems: see rows.")
+    print(f"\nMedian ratio: {statistics.median(ratios):.1f}x; all problems together: "
+          f"{sums[False]} / {sums[True]} iterations cold / warm ({sums[False] / sums[True]:.1f}x); "
+          f"target hit: warm {hits[True]}/{len(problems)}, cold {hits[False]}/{len(problems)}.")
     return ratios
 
 

@@ -382,6 +382,13 @@ class MessageState:
             )
             self.availability_pending = False
 
+    def shift_preference(self, delta):
+        """Carry the messages over to a preference ``delta`` higher: complete
+        ``A``, then shift what the new diagonal of ``S`` moves (see
+        ``messages.shift_preference``)."""
+        self.complete_availability()
+        messages.shift_preference(self.A, self.R, self.col_sum, self.S.dtype.type(delta))
+
 
 # --------------------------------------------------------------------------
 # The run.
@@ -478,18 +485,35 @@ class _History:
 
     def __init__(self, n_samples):
         self.columns = {"n_exemplars": [], "n_changed": [], "net_similarity": [], "damping": []}
-        self._row_best = np.empty(n_samples, dtype=np.float64)
+        # Each sample's best similarity to an exemplar, kept up to date as
+        # exemplars come and go (see assign.update_best_exemplar_similarity).
+        self._best_value = np.empty(n_samples, dtype=np.float64)
+        self._best_index = np.full(n_samples, -1, dtype=np.intp)
+        self._was_exemplar = np.zeros(n_samples, dtype=bool)
+        self._full = True
         self._net_similarity = np.nan
 
     def record(self, state, n_exemplars, n_changed, damping):
         if n_changed > 0 or not self.columns["n_exemplars"]:
+            is_exemplar = state.is_exemplar
             if n_exemplars == 0:
                 self._net_similarity = np.nan
+                self._full = True
             else:
-                exemplars = np.flatnonzero(state.is_exemplar)
-                self._net_similarity = assign.net_similarity(
-                    state.S, exemplars, state.is_exemplar, self._row_best
+                removed = self._was_exemplar & ~is_exemplar
+                added = np.flatnonzero(is_exemplar & ~self._was_exemplar)
+                # Reading many added columns row by row costs more than one
+                # search over the set.
+                full = self._full or 2 * added.size > n_exemplars
+                assign.update_best_exemplar_similarity(
+                    state.S, np.flatnonzero(is_exemplar), removed, added,
+                    self._best_value, self._best_index, full,
                 )
+                self._net_similarity = assign.net_similarity(
+                    state.S, is_exemplar, self._best_value
+                )
+                self._full = False
+            self._was_exemplar[:] = is_exemplar
         self.columns["n_exemplars"].append(n_exemplars)
         self.columns["n_changed"].append(n_changed)
         self.columns["net_similarity"].append(self._net_similarity)

@@ -213,6 +213,8 @@ def search_n_clusters(
 
     def evaluate(preference, cold):
         _engine.set_preference(S, preference, diagonal_normals)
+        if not cold and steps:
+            state.shift_preference(dtype(preference) - dtype(steps[-1].preference))
         if cold:
             state.R.fill(0)
             state.A.fill(0)
@@ -266,10 +268,11 @@ def search_n_clusters(
             counted = 0
         bracket.update(t, counted, n_clusters)
         t = bracket.next_t(n_clusters)
-        # Far jumps start cold: messages of a distant preference take
-        # longer to unwind (geometrically, at the damping's rate) than fresh
-        # ones take to build up; near ones, which are most of a bisection,
-        # continue warm.
+        # Near steps, most of a bisection, continue warm: the messages are
+        # shifted to the new preference (MessageState.shift_preference), so
+        # the damping does not have to carry the change in geometrically.
+        # Far jumps start cold: there the old exemplars' messages mislead
+        # (measured: warm far jumps end in 1 or N clusters at damping 0.9).
         jump = abs(scale.to_preference(t) - step.preference)
         cold_next = not warm or bracket.stalled or jump > _WARM_JUMP * abs(step.preference)
         if dtype(scale.to_preference(bracket.t_low)) >= dtype(scale.to_preference(bracket.t_high)):

@@ -44,6 +44,38 @@ def test_history_records_every_iteration(float_dtype):
     assert history["net_similarity"][-1] == pytest.approx(best.sum(), rel=1e-12)
 
 
+def _net_similarity_reference(S, is_exemplar):
+    exemplars = np.flatnonzero(is_exemplar)
+    if exemplars.size == 0:
+        return np.nan
+    best = S[:, exemplars].astype(np.float64).max(axis=1)
+    best[exemplars] = np.diagonal(S)[exemplars]
+    return best.sum()
+
+
+def test_history_net_similarity_kept_up_to_date_equals_a_fresh_computation(float_dtype):
+    # Many exemplars come and go in the first iterations (and, from a cold
+    # restart at another preference, all at once): every record must equal
+    # the objective computed from scratch.
+    S = similarity(blobs(300, cluster_std=2.0, random_state=5)).astype(float_dtype)
+    normals = _engine.prepare_similarities(S, float_dtype(np.median(S)), np.random.RandomState(0))
+    state = _engine.MessageState(S, 0.5, n_threads=2)
+    history = _engine._History(S.shape[0])
+    expected = []
+    for step in range(90):
+        if step == 60:  # a new preference and a cold restart, as the search does
+            _engine.set_preference(S, float_dtype(np.quantile(S, 0.9)), normals)
+            state.R.fill(0)
+            state.A.fill(0)
+            state.availability_pending = False
+        n_exemplars, n_changed = state.iterate()
+        history.record(state, n_exemplars, n_changed, 0.5)
+        expected.append(_net_similarity_reference(S, state.is_exemplar))
+    recorded = history.as_arrays()
+    assert len(set(recorded["n_exemplars"])) > 5  # the set did change a lot
+    np.testing.assert_allclose(recorded["net_similarity"], expected, rtol=1e-12)
+
+
 def test_history_does_not_change_the_result():
     X = blobs(200, cluster_std=2.0)
     plain = AffinityPropagation(random_state=0).fit(X)

@@ -170,6 +170,35 @@ def test_warm_and_cold_search_both_reach_the_target():
     assert all(step.n_iter >= 16 for step in steps_by_mode[True] + steps_by_mode[False])
 
 
+@pytest.mark.parametrize("delta", [0.0, 3.5, -40.0])
+def test_shift_preference_moves_messages_by_the_change_of_their_targets(delta, float_dtype):
+    S = similarity(blobs(150, centers=5, random_state=7)).astype(float_dtype)
+    n = S.shape[0]
+    _engine.prepare_similarities(S, float_dtype(np.median(S)), np.random.RandomState(0))
+    state = _engine.MessageState(S, 0.5, n_threads=2)
+    for _ in range(12):
+        state.iterate()
+    state.complete_availability()
+    R, A = state.R.astype(np.float64), state.A.astype(np.float64)
+    # NumPy reference: column sums of Rp, then A moves by the change of
+    # min(0, col_sum - Rp) off the diagonal; R's diagonal moves by delta.
+    positive = np.maximum(R, 0)
+    np.fill_diagonal(positive, np.diagonal(R))
+    col_sum = positive.sum(axis=0)
+    expected_A = A + np.minimum(col_sum + delta - positive, 0) - np.minimum(col_sum - positive, 0)
+    np.fill_diagonal(expected_A, np.diagonal(A))
+    expected_R = R.copy()
+    expected_R.flat[:: n + 1] += delta
+
+    state.shift_preference(delta)
+    tolerance = 1e-4 if float_dtype == np.float32 else 1e-9
+    scale = np.abs(S).max()
+    np.testing.assert_allclose(state.R, expected_R, rtol=0, atol=tolerance * scale)
+    np.testing.assert_allclose(state.A, expected_A, rtol=0, atol=tolerance * scale)
+    if delta == 0.0:
+        np.testing.assert_array_equal(state.A, A.astype(float_dtype))
+
+
 def test_closest_count_with_a_warning_when_the_search_runs_out_of_steps():
     S = similarity(blobs(120, centers=4, random_state=0))
     with pytest.warns(UserWarning, match="No preference found that gives 40 clusters"):

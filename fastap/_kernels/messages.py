@@ -527,3 +527,31 @@ def complete_availability(A, R, col_sum, damping, one_minus_damping):
     """
     for i in prange(A.shape[0]):
         _finish_availability_row(i, A[i], R[i], col_sum, damping, one_minus_damping)
+
+
+@parallel_kernel
+def shift_preference(A, R, col_sum, delta):
+    """Move complete messages to a preference ``delta`` higher, in place.
+
+    A new preference moves the undamped targets at once: ``R_new(k, k)``
+    by ``delta`` (the max over ``k' != k`` does not read ``S(k, k)``), so
+    ``col_sum(k)`` by ``delta`` and ``A_new(i, k)`` by the change of
+    ``min(0, col_sum(k) - Rp(i, k))``; ``A(k, k)`` does not depend on
+    ``R(k, k)``. Damping would let the messages follow only geometrically;
+    shifting them by the change of their targets lets a warm start begin
+    where the new preference puts the old messages. ``A`` must be complete
+    (after :func:`complete_availability`); rows are independent.
+    """
+    n = A.shape[0]
+    zero = A.dtype.type(0)
+    for i in prange(n):
+        A_row = A[i]
+        R_row = R[i]
+        diagonal = A_row[i]
+        for k in range(n):
+            target = col_sum[k] - max(R_row[k], zero)
+            A_row[k] += min(target + delta, zero) - min(target, zero)
+        A_row[i] = diagonal
+    for k in range(n):
+        R[k, k] += delta
+        col_sum[k] += delta

@@ -10,9 +10,12 @@ The neighbours come from a library, chosen by size (measured on
   dimensions);
 * above, pynndescent's approximate nearest-neighbour descent: about 35 s at
   300,000 samples plus ~20 s of compilation once per process (recall 0.9999
-  against the exact lists at 100,000). Its lists can differ in a few pairs
-  between thread counts (a race in the descent, not in fastap); so then can
-  the clusters.
+  against the exact lists at 100,000). It runs on one thread: its lists
+  depend on its thread count (measured at 200,000 samples: 1 and 2 threads
+  differ in 3,003 rows; runs with the same count and ``random_state``
+  agree), and fastap's results must not depend on ``n_jobs``. One thread
+  costs 1.75x the two-thread time of the descent (11.9 s against 6.8 s at
+  200,000 samples).
 
 The graph stores ``(i, j)`` and ``(j, i)`` whenever ``j`` is among the
 ``n_neighbors`` nearest neighbours of ``i`` or ``i`` among those of ``j``
@@ -66,10 +69,10 @@ def kneighbors(X, n_neighbors, *, random_state=None, exact=None):
 
     from pynndescent import NNDescent
 
-    # n_jobs=None: the thread count the fit has set for Numba.
+    # One thread: the descent's lists depend on its thread count (see above).
     index = NNDescent(
         X, n_neighbors=n_neighbors + 1, metric="euclidean", random_state=random_state,
-        n_jobs=None, low_memory=True, compressed=True,
+        n_jobs=1, low_memory=True, compressed=True,
     )
     found = index.neighbor_graph[0]
     del index

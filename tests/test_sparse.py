@@ -434,6 +434,9 @@ def test_approximate_search_is_called_for_large_inputs(monkeypatch):
     found = _graph.kneighbors(X, 10, random_state=7)
     np.testing.assert_array_equal(found, exact)
     assert calls == [(11, calls[0][1])] and calls[0][1]["random_state"] == 7
+    # pynndescent's lists depend on its thread count; fastap's must not
+    # depend on n_jobs, so the descent always runs on one thread.
+    assert calls[0][1]["n_jobs"] == 1
     G = _graph.nearest_neighbors_graph(X, 10)
     np.testing.assert_array_equal(G.toarray() != 0, brute_force_union(X, 10, "euclidean")[0])
 

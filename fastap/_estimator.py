@@ -141,9 +141,12 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
     n_clusters : int, default=None
         (fastap) Search for a preference that gives this many clusters:
         bisection over :func:`fastap.preference_range`, each step continuing
-        from the previous step's messages, raising the damping on steps that
-        oscillate. If no preference gives exactly ``n_clusters``, the closest
-        count found is kept with a warning. ``max_iter`` and
+        from the previous step's messages; a step that does not converge is
+        repeated from zero messages at damping 0.9, which the search keeps
+        from then on (``damping_``). If no preference gives exactly
+        ``n_clusters`` (AP's count is not monotone in the preference and
+        can jump past a value), the closest converged count found is kept
+        with a warning. ``max_iter`` and
         ``convergence_iter`` apply to each step. A scalar ``preference`` or a
         ``preference_quantile`` is then where the search starts (default: the
         median similarity).

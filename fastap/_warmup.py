@@ -21,6 +21,7 @@ def warmup(dtypes=("float64", "float32")):
     """
     from fastap._engine import PARALLEL_MIN_SAMPLES
     from fastap._estimator import AffinityPropagation
+    from fastap._kernels import messages, setup
     from fastap._preference import preference_range
 
     rng = np.random.RandomState(0)
@@ -30,6 +31,11 @@ def warmup(dtypes=("float64", "float32")):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 AffinityPropagation(max_iter=3, random_state=0, n_jobs=2).fit(X)
+        # The sampled selection of the median and quantiles, used above
+        # 4 * 65,536 entries (N > 512): the fits above are smaller.
+        S = rng.standard_normal((600, 600)).astype(dtype)
+        setup.median_of_matrix(S, n_tasks=2)
+        setup.off_diagonal_quantile(S, 0.3, 2)
         # The toolkit's kernels: quantile, range, search, history, messages,
         # hierarchy.
         X = rng.standard_normal((40, 2)).astype(dtype)
@@ -41,6 +47,10 @@ def warmup(dtypes=("float64", "float32")):
                 keep_messages=True,
             ).fit(X)
         model.exemplar_hierarchy()
+        # Messages carried to a new preference (the search's warm steps,
+        # which a search this small may not take).
+        zeros = np.zeros((4, 4), dtype=dtype)
+        messages.shift_preference(zeros, zeros.copy(), np.zeros(4, dtype=dtype), zeros[0, 0])
         # Sparse kernels (graph, serial and parallel passes, merging); the
         # approximate neighbour search of large inputs is pynndescent's own.
         for n_samples in (40, 700):

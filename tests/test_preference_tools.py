@@ -6,6 +6,8 @@ import warnings
 import numpy as np
 import pytest
 from scipy.cluster import hierarchy as scipy_hierarchy
+from sklearn.datasets import make_blobs
+from sklearn.exceptions import ConvergenceWarning
 
 from fastap import AffinityPropagation, _engine, _preference, exemplar_hierarchy, preference_range
 from fastap._kernels import setup
@@ -168,6 +170,37 @@ def test_warm_and_cold_search_both_reach_the_target():
         assert result.n_iter == sum(step.n_iter for step in steps)
         steps_by_mode[warm] = steps
     assert all(step.n_iter >= 16 for step in steps_by_mode[True] + steps_by_mode[False])
+
+
+def test_an_oscillating_step_does_not_exclude_the_answer():
+    # From the 0.2-quantile, a step at damping 0.5 oscillates with all 800
+    # flags on; read as "no clusters" it closed the bracket above the
+    # answer (the search then returned 98 unconverged clusters). The step
+    # is repeated at damping 0.9, which settles.
+    X, _ = make_blobs(n_samples=2000, n_features=8, centers=10, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = AffinityPropagation(n_clusters=5, preference_quantile=0.2, random_state=0).fit(
+            X[:800]
+        )
+    assert len(model.cluster_centers_indices_) == 5 and model.converged_
+    assert model.damping_ >= 0.9
+    unsettled = [i for i, step in enumerate(model.preference_search_) if not step.converged]
+    assert unsettled  # the case this test is about happened
+    for i in unsettled:  # each repeated, same preference
+        assert model.preference_search_[i + 1].preference == model.preference_search_[i].preference
+
+
+@pytest.mark.parametrize("n_clusters", [3, 5, 12])
+def test_the_result_is_the_best_step_of_the_search(n_clusters):
+    X = blobs(500, centers=10, cluster_std=2.0, random_state=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = AffinityPropagation(n_clusters=n_clusters, random_state=0).fit(X)
+    settled = [step for step in model.preference_search_ if step.converged]
+    best_distance = min(abs(step.n_clusters - n_clusters) for step in settled)
+    assert abs(len(model.cluster_centers_indices_) - n_clusters) == best_distance
+    assert model.converged_
 
 
 @pytest.mark.parametrize("delta", [0.0, 3.5, -40.0])

@@ -146,7 +146,9 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         from then on (``damping_``). If no preference gives exactly
         ``n_clusters`` (AP's count is not monotone in the preference and
         can jump past a value), the closest converged count found is kept
-        with a warning. ``max_iter`` and
+        with a warning. The result is the best step's; when that was a warm
+        step, a fit from zero messages at ``preference_`` may settle on
+        other exemplars (near a jump AP has more than one stable state). ``max_iter`` and
         ``convergence_iter`` apply to each step. A scalar ``preference`` or a
         ``preference_quantile`` is then where the search starts (default: the
         median similarity).

@@ -191,6 +191,23 @@ def test_an_oscillating_step_does_not_exclude_the_answer():
         assert model.preference_search_[i + 1].preference == model.preference_search_[i].preference
 
 
+def test_the_search_stops_where_the_count_jumps_past_the_target():
+    # From the median, these 800 blobs give 7 clusters just above a
+    # preference and 4 just below it: no preference gives 5 on that path.
+    # The bracket used to be bisected down to the last representable float
+    # (40 steps); it now stops at a relative width of 1e-5.
+    X, _ = make_blobs(n_samples=2000, n_features=8, centers=10, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.warns(UserWarning, match="No preference found that gives 5 clusters"):
+            model = AffinityPropagation(n_clusters=5, random_state=0).fit(X[:800])
+    steps = model.preference_search_
+    assert len(steps) < 30
+    assert abs(len(model.cluster_centers_indices_) - 5) == 1 and model.converged_
+    counts = {step.n_clusters for step in steps if step.converged}
+    assert 5 not in counts and {4, 7} <= counts
+
+
 @pytest.mark.parametrize("n_clusters", [3, 5, 12])
 def test_the_result_is_the_best_step_of_the_search(n_clusters):
     X = blobs(500, centers=10, cluster_std=2.0, random_state=8)

@@ -402,6 +402,8 @@ def run_fit(args):
         "exemplars": exemplars.tolist(),
         "cluster_sizes": sizes.tolist(),
         "preference_used": _preference_used(estimator),
+        # damping="auto" and the n_clusters search can raise the damping.
+        "damping_used": float(estimator.damping_),
         "n_iter": int(estimator.n_iter_),
         "converged": bool(estimator.converged_),
         "fit_seconds": round(elapsed, 4),

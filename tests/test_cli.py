@@ -122,6 +122,7 @@ def test_fit_options_reach_the_estimator(tmp_path, blobs, capsys):
     summary = json.loads(captured.out)
     assert summary["n_iter"] == 5 and summary["converged"] is False
     assert summary["preference_used"] == -1000.0
+    assert summary["damping_used"] == summary["parameters"]["damping"]
     assert summary["parameters"] == {
         "preference": -1000.0,
         "preference_quantile": None,

@@ -597,7 +597,10 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
             converted into a sparse ``csr_matrix``. With
             ``affinity='precomputed'``: similarities of the new samples to
             the training samples, or to the exemplars only (columns in the
-            order of ``cluster_centers_indices_``).
+            order of ``cluster_centers_indices_``); sparse similarities mean
+            what they mean to ``fit`` (a pair not stored: never this
+            exemplar), and a sample that stores no pair with any exemplar
+            gets the label -1.
 
         Returns
         -------
@@ -619,7 +622,10 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
             )
             return np.array([-1] * n_new)
         if self.affinity == "precomputed":
-            return np.argmax(similarities, axis=1)
+            labels = np.argmax(similarities, axis=1)
+            # Sparse input: no stored pair with any exemplar, no cluster.
+            labels[np.all(similarities == -np.inf, axis=1)] = -1
+            return labels
         if self.affinity == "cosine" or (
             self.affinity == "nearest_neighbors" and self.metric == "cosine"
         ):
@@ -660,6 +666,11 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
 
         check_is_fitted(self)
         S = self.affinity_matrix_
+        if sparse.issparse(S):
+            raise ValueError(
+                "exemplar_hierarchy needs dense similarities; it is not available after a fit "
+                "on a sparse graph (affinity='nearest_neighbors' or sparse 'precomputed')."
+            )
         if self_similarity is None:
             if self.affinity == "euclidean":
                 self_similarity = 0.0
@@ -673,21 +684,34 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         )
 
     def _exemplar_similarities_precomputed(self, X):
-        """Similarities of new samples to the exemplars, from either shape."""
+        """Similarities of new samples to the exemplars, from either shape.
+
+        Sparse input follows the sparse fit's meaning: a pair that is not
+        stored is -inf (never this exemplar), so a row that stores no pair
+        with any exemplar is all -inf.
+        """
         if sparse.issparse(X):
-            raise TypeError("predict with affinity='precomputed' takes a dense array.")
-        X = check_array(X, dtype=_FLOAT_DTYPES)
+            X = check_array(X, accept_sparse=["csr", "csc", "coo"], dtype="numeric")
+        else:
+            X = check_array(X, dtype=_FLOAT_DTYPES)
         n_train = self.labels_.shape[0]
         n_clusters = self.cluster_centers_indices_.size
+        if X.shape[1] not in (n_train, n_clusters):
+            raise ValueError(
+                "With affinity='precomputed', predict takes the similarities of the new samples "
+                f"to the {n_train} training samples or to the {n_clusters} exemplars; got "
+                f"{X.shape[1]} columns."
+            )
+        if sparse.issparse(X):
+            indptr, indices, data = _sparse.canonical_csr(X, square=False)
+            X = sparse.csr_matrix((data, indices, indptr), shape=X.shape)
         if X.shape[1] == n_train:
-            return X[:, self.cluster_centers_indices_]
-        if X.shape[1] == n_clusters:
-            return X
-        raise ValueError(
-            "With affinity='precomputed', predict takes the similarities of the new samples "
-            f"to the {n_train} training samples or to the {n_clusters} exemplars; got "
-            f"{X.shape[1]} columns."
-        )
+            X = X[:, self.cluster_centers_indices_]
+        if sparse.issparse(X):
+            dense = np.full(X.shape, -np.inf, dtype=X.dtype)
+            dense[np.repeat(np.arange(X.shape[0]), np.diff(X.indptr)), X.indices] = X.data
+            return dense
+        return X
 
     def fit_predict(self, X, y=None):
         """Fit clustering from features/affinity matrix; return cluster labels.

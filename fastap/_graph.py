@@ -183,6 +183,10 @@ def nearest_neighbors_graph(X, n_neighbors=30, *, metric="euclidean", random_sta
     X = check_array(X, dtype=[np.float64, np.float32])
     if metric not in ("euclidean", "cosine"):
         raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}.")
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) or (
+        n_neighbors < 1
+    ):
+        raise ValueError(f"n_neighbors must be a positive integer, got {n_neighbors!r}.")
     dtype = np.float32 if X.dtype == np.float32 else np.float64
     indptr, indices, data = nearest_neighbors_graph_arrays(
         X, n_neighbors, metric=metric, dtype=dtype, random_state=random_state

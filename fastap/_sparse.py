@@ -118,29 +118,30 @@ def check_memory(n_samples, n_pairs, dtype):
 # --------------------------------------------------------------------------
 
 
-def canonical_csr(S):
-    """``(indptr, indices, data)`` of a square sparse matrix, sorted within
-    rows, without summing duplicates (which are an error).
+def canonical_csr(S, square=True):
+    """``(indptr, indices, data)`` of a sparse matrix (square unless
+    ``square=False``), sorted within rows, without summing duplicates (which
+    are an error), with float32 or float64 data (other dtypes become
+    float64 here, after the duplicate check: SciPy's ``astype`` would sum
+    them first).
 
-    ``S`` is any SciPy sparse matrix or array with a float dtype and finite
-    values (already validated). The arrays are new (the input is never
-    modified).
+    ``S`` is any SciPy sparse matrix or array with finite values (already
+    validated). The arrays are new (the input is never modified).
     """
     n_rows, n_cols = S.shape
-    if n_rows != n_cols:
+    if square and n_rows != n_cols:
         raise ValueError(
             f"The matrix of similarities must be a square array. Got {S.shape} instead."
         )
-    n = n_rows
     if S.format == "coo":
         # COO -> CSR in SciPy sums duplicates; build CSR by a stable sort on
         # the row instead, so that duplicates stay visible.
         row = np.asarray(S.row if hasattr(S, "row") else S.coords[0])
         col = np.asarray(S.col if hasattr(S, "col") else S.coords[1])
         order = np.argsort(row, kind="stable")
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.bincount(row, minlength=n), out=indptr[1:])
-        csr = sparse.csr_matrix((S.data[order], col[order], indptr), shape=(n, n))
+        indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row, minlength=n_rows), out=indptr[1:])
+        csr = sparse.csr_matrix((S.data[order], col[order], indptr), shape=(n_rows, n_cols))
     elif S.format == "csr":
         csr = sparse.csr_matrix(S, copy=True)
     else:
@@ -154,7 +155,10 @@ def canonical_csr(S):
             "duplicate entries are ambiguous (SciPy would sum them): remove them, "
             "or call sum_duplicates() if the sum is what you mean."
         )
-    return indptr, indices, csr.data
+    data = csr.data
+    if data.dtype not in (np.float32, np.float64):
+        data = data.astype(np.float64)
+    return indptr, indices, data
 
 
 def default_preference(data):
@@ -641,9 +645,11 @@ def fit_precomputed(estimator, X, **options):
             "with other exemplars): use affinity='nearest_neighbors'."
         )
     # LIL, DOK, ... become CSR (they cannot hold duplicates); COO is kept as
-    # it is, so that its duplicates are seen.
-    S = validate_data(estimator, X, accept_sparse=["csr", "csc", "coo"], dtype=_FLOAT_DTYPES)
-    check_memory(S.shape[0], S.nnz + S.shape[0], S.dtype)
+    # it is, so that its duplicates are seen. The dtype is left as it is
+    # until canonical_csr has looked for duplicates (a cast would sum them).
+    S = validate_data(estimator, X, accept_sparse=["csr", "csc", "coo"], dtype="numeric")
+    dtype = S.dtype if S.dtype in _FLOAT_DTYPES else np.dtype(np.float64)
+    check_memory(S.shape[0], S.nnz + S.shape[0], dtype)
     indptr, indices, data = canonical_csr(S)
     n = indptr.size - 1
     preference = default_preference(data) if estimator.preference is None else (
@@ -773,7 +779,8 @@ def fit(estimator, X):
     features); the estimator sets them once the whole fit has succeeded.
     """
     for name in _DENSE_ONLY_OPTIONS:
-        if getattr(estimator, name, None) not in (None, False):
+        value = getattr(estimator, name, None)
+        if value is not None and value is not False:  # 0.0 == False: a quantile of 0 counts
             raise ValueError(
                 f"{name} is not supported with sparse similarities or "
                 "affinity='nearest_neighbors'."
@@ -803,7 +810,10 @@ def fit(estimator, X):
         "n_iter_": result.n_iter,
         "converged_": result.converged,
         "preference_": preference[()] if np.ndim(preference) == 0 else preference,
-        "damping_": result.final_damping,
+        # A fit that took the equal-similarities shortcut ran no damping.
+        "damping_": result.final_damping if result.final_damping is not None else (
+            0.5 if estimator.damping == "auto" else estimator.damping
+        ),
     }
     if X is not None:
         attributes["cluster_centers_"] = X[result.cluster_centers_indices].copy()

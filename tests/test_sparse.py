@@ -215,10 +215,18 @@ def test_unsorted_indices_and_integer_values_are_accepted():
     assert ap.labels_.shape == (3,)
 
 
-@pytest.mark.parametrize("kind", ["coo", "csr"])
-def test_duplicate_pairs_are_rejected(kind):
-    rows, cols, values = np.array([0, 1, 1, 2]), np.array([1, 0, 0, 1]), -np.ones(4)
-    if kind == "coo":
+@pytest.mark.parametrize("value_dtype", [np.float64, np.float32, np.int64, np.int32])
+@pytest.mark.parametrize("kind", ["coo", "csr", "csc"])
+def test_duplicate_pairs_are_rejected(kind, value_dtype):
+    # Integer values too: casting them to float (as validation did first)
+    # made SciPy sum the duplicates before they could be seen.
+    rows, cols = np.array([0, 1, 1, 2]), np.array([1, 0, 0, 1])
+    values = -np.arange(1, 5).astype(value_dtype)
+    if kind == "csc":
+        S = sparse.csc_matrix(
+            (values, np.array([1, 0, 0, 1]), np.array([0, 1, 3, 4])), shape=(3, 3)
+        )
+    elif kind == "coo":
         S = sparse.coo_matrix((values, (rows, cols)), shape=(3, 3))
     else:
         S = sparse.csr_matrix(
@@ -359,6 +367,57 @@ def test_fit_predict_and_predict_with_precomputed_sparse():
     # predict takes dense similarities to the exemplars.
     to_exemplars = -np.abs(np.random.RandomState(0).randn(5, ap.cluster_centers_indices_.size))
     np.testing.assert_array_equal(ap.predict(to_exemplars), np.argmax(to_exemplars, axis=1))
+
+
+@pytest.mark.parametrize("container", [sparse.csr_matrix, sparse.coo_array, sparse.csc_matrix])
+def test_predict_with_sparse_similarities_treats_missing_pairs_as_never(container):
+    S = random_graph(80, 0.15, 21)
+    ap = AffinityPropagation(affinity="precomputed", random_state=0).fit(S)
+    centers = ap.cluster_centers_indices_
+    assert centers.size >= 2
+    # The training graph: every sample that stores a pair with an exemplar
+    # goes to its most similar stored exemplar (0 would beat every stored
+    # negative similarity if missing pairs were zeros).
+    expected = np.full(80, -1)
+    dense = S.toarray()
+    stored = S.toarray() != 0
+    for i in range(80):
+        candidates = [k for k, e in enumerate(centers) if stored[i, e]]
+        if candidates:
+            expected[i] = max(candidates, key=lambda k: (dense[i, centers[k]], -k))
+    got = ap.predict(container(S))
+    np.testing.assert_array_equal(got, expected)
+    assert (got == -1).any() and (got >= 0).any()
+    # Similarities to the exemplars only, sparse: the same answer.
+    np.testing.assert_array_equal(ap.predict(container(S.tocsc()[:, centers])), expected)
+    with pytest.raises(ValueError, match="training samples or to the"):
+        ap.predict(container(S[:, :7]))
+
+
+def test_exemplar_hierarchy_needs_dense_similarities():
+    ap = AffinityPropagation(affinity="precomputed", random_state=0).fit(random_graph(40, 0.3, 2))
+    with pytest.raises(ValueError, match="not available after a fit on a sparse graph"):
+        ap.exemplar_hierarchy()
+
+
+def test_dense_only_options_are_errors_even_when_falsy():
+    S = random_graph(30, 0.3, 3)
+    with pytest.raises(ValueError, match="preference_quantile is not supported"):
+        AffinityPropagation(affinity="precomputed", preference_quantile=0.0).fit(S)
+
+
+def test_damping_is_reported_when_the_equal_similarities_shortcut_runs():
+    with pytest.warns(UserWarning, match="mutually equal similarities"):
+        ap = AffinityPropagation(affinity="precomputed", damping=0.7).fit(
+            sparse.csr_matrix(np.ones((3, 3)))
+        )
+    assert ap.damping_ == 0.7
+
+
+@pytest.mark.parametrize("n_neighbors", [0, -3, 2.5, True])
+def test_nearest_neighbors_graph_validates_n_neighbors(n_neighbors):
+    with pytest.raises(ValueError, match="n_neighbors must be a positive integer"):
+        _graph.nearest_neighbors_graph(blobs(20), n_neighbors)
 
 
 def test_keyboard_interrupt_leaves_estimator_unfitted():

@@ -494,10 +494,18 @@ class _History:
         self._best_index = np.full(n_samples, -1, dtype=np.intp)
         self._was_exemplar = np.zeros(n_samples, dtype=bool)
         self._full = True
+        self._stale = False
         self._net_similarity = np.nan
 
+    def similarities_changed(self):
+        """``S`` changed (a new preference in a search): recompute in full at
+        the next record, even if the exemplars stay."""
+        self._full = True
+        self._stale = True
+
     def record(self, state, n_exemplars, n_changed, damping):
-        if n_changed > 0 or not self.columns["n_exemplars"]:
+        if n_changed > 0 or self._stale or not self.columns["n_exemplars"]:
+            self._stale = False
             is_exemplar = state.is_exemplar
             if n_exemplars == 0:
                 self._net_similarity = np.nan
@@ -549,6 +557,8 @@ def iterate_until_converged(
     callback=None,
     callback_every=1,
     progress=None,
+    iterations_before=0,
+    started=None,
 ):
     """Iterate ``state`` until its exemplars settle, ``max_iter`` or a stop.
 
@@ -570,12 +580,20 @@ def iterate_until_converged(
         ``callback(IterationInfo)`` every ``callback_every`` iterations; a
         true return value stops the loop.
     progress : _Progress or None
+    iterations_before : int
+        Iterations of the same fit already run (earlier steps of an
+        ``n_clusters`` search): the callback counts over the whole fit.
+    started : float or None
+        ``time.perf_counter()`` at the start of the fit (default: now).
 
     Returns
     -------
     LoopResult
+        ``stopped_by_callback`` whenever the callback returned true (also on
+        the iteration that converged).
     """
-    started = time.perf_counter()
+    if started is None:
+        started = time.perf_counter()
     unchanged_run = 0
     converged = False
     stopped = False
@@ -590,13 +608,14 @@ def iterate_until_converged(
             progress.update(iteration, n_exemplars, n_changed)
         if iteration >= convergence_iter and unchanged_run >= convergence_iter and n_exemplars > 0:
             converged = True
-        if callback is not None and (iteration + 1) % callback_every == 0:
+        fit_iteration = iterations_before + iteration + 1
+        if callback is not None and fit_iteration % callback_every == 0:
             info = IterationInfo(
-                iteration + 1, int(n_exemplars), int(n_changed), damping,
+                fit_iteration, int(n_exemplars), int(n_changed), damping,
                 time.perf_counter() - started,
             )
             if callback(info):
-                stopped = not converged
+                stopped = True
                 break
         if converged:
             break
@@ -721,9 +740,10 @@ def run_affinity_propagation(
         warnings.warn(
             "All samples have mutually equal similarities. Returning arbitrary cluster center(s)."
         )
+        history = _History(n).as_arrays() if record_history else None  # no iterations
         if preference.flat[0] > S.flat[n - 1]:
-            return FitResult(np.arange(n), np.arange(n), 0, True)
-        return FitResult(np.array([0]), np.zeros(n, dtype=np.intp), 0, True)
+            return FitResult(np.arange(n), np.arange(n), 0, True, history)
+        return FitResult(np.array([0]), np.zeros(n, dtype=np.intp), 0, True, history)
 
     prepare_similarities(S, preference, random_state)
 

@@ -59,16 +59,29 @@ def _validated_callable_similarities(S, n_samples, dtype, copy):
     return S
 
 
-def _membership_confidence(messages, result):
-    """Evidence margin of each sample's assignment (see the attribute)."""
+def _membership_confidence(messages, result, S):
+    """Evidence margin of each sample's assignment (see the attribute).
+
+    The evidence ``A + R`` is about the exemplars the messages chose (the
+    flags ``A(k, k) + R(k, k) > 0``), which scikit-learn's refinement may
+    then move to another member of the same cluster: each returned cluster
+    is traced back to its message exemplar (the one its center was nearest
+    to) before the margin is taken. NaN throughout when the kept messages
+    do not describe the returned clusters.
+    """
     R, A = messages["responsibility"], messages["availability"]
     n = R.shape[0]
     margin = np.full(n, np.nan)
-    if result.cluster_centers_indices.size == 0:
+    centers = np.asarray(result.cluster_centers_indices, dtype=np.intp)
+    message_exemplars = np.flatnonzero(np.diagonal(A) + np.diagonal(R) > 0)
+    if centers.size == 0 or message_exemplars.size != centers.size or messages.get("stale"):
         return margin
-    exemplars = np.asarray(result.cluster_centers_indices, dtype=np.intp)
-    assigned = exemplars[result.labels]
-    assign.evidence_margin(A, R, exemplars, assigned, margin)
+    nearest = np.empty(n, dtype=np.intp)
+    assign.nearest_exemplar(S, message_exemplars, nearest)
+    message_exemplar_of_cluster = message_exemplars[nearest[centers]]
+    assign.evidence_margin(
+        A, R, message_exemplars, message_exemplar_of_cluster[result.labels], margin
+    )
     return margin
 
 
@@ -158,7 +171,9 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         ``availability_``) and let the next ``fit`` on as many samples
         continue from them instead of from zero: to run more iterations
         (each ``fit`` runs up to ``max_iter`` more), or to try a new
-        preference or damping. Holds two more N x N matrices between fits.
+        preference or damping (``damping="auto"`` continues from
+        ``damping_``). Holds two more N x N matrices between fits. The next
+        fit updates those matrices in place, also if it is interrupted.
 
     keep_messages : bool, default=False
         (fastap) Keep the final responsibility and availability matrices as
@@ -245,10 +260,14 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
 
     membership_confidence_ : ndarray of shape (n_samples,)
         With ``keep_messages``: how clear-cut each sample's assignment is,
-        ``E(i, e_i) - max E(i, e)`` over the other exemplars ``e``, where
-        ``E = A + R`` is the evidence the messages hold for ``e`` being
-        ``i``'s exemplar and ``e_i`` its assigned exemplar (+inf with one
-        cluster). Small or negative values mark ambiguous members.
+        ``E(i, e_i) - max E(i, e)`` over the other exemplars ``e`` the
+        messages chose, where ``E = A + R`` is the evidence the messages
+        hold for ``e`` being ``i``'s exemplar and ``e_i`` the one its
+        cluster grew from (the returned center may be another member:
+        scikit-learn's refinement). +inf with one cluster; NaN where the
+        messages do not describe the clusters (no exemplar, or an
+        ``n_clusters`` search that kept a warm step's exemplars). Small or
+        negative values mark ambiguous members.
 
     n_features_in_ : int
         Number of features seen during :term:`fit`.
@@ -420,10 +439,14 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
                     f"n_clusters={self.n_clusters} is larger than the number of samples, "
                     f"{n_samples}."
                 )
+            # damping="auto" continuing warm starts where the last fit ended.
+            initial_auto = 0.5
+            if warm_messages is not None and self.n_clusters is None:
+                initial_auto = float(getattr(self, "damping_", 0.5))
             adaptive_damping = (
-                _engine.AdaptiveDamping(0.5) if self.damping == "auto" else None
+                _engine.AdaptiveDamping(initial_auto) if self.damping == "auto" else None
             )
-            damping = 0.5 if self.damping == "auto" else self.damping
+            damping = initial_auto if self.damping == "auto" else self.damping
             want_messages = self.keep_messages or self.warm_start
             messages_out = {} if want_messages else None
             random_state = check_random_state(self.random_state)
@@ -477,7 +500,12 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
                 history = result.history
             confidence = None
             if self.keep_messages and messages_out:
-                confidence = _membership_confidence(messages_out, result)
+                confidence = _membership_confidence(messages_out, result, S)
+            elif self.keep_messages:
+                # The equal-similarities shortcut passes no messages.
+                confidence = np.full(
+                    n_samples, np.inf if result.cluster_centers_indices.size == 1 else np.nan
+                )
 
         # Attributes are set only once the whole fit succeeded, so an
         # interrupted fit leaves the estimator as it was.

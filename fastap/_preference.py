@@ -6,6 +6,7 @@ over the preference), except that each step continues from the previous
 step's messages instead of starting from zero.
 """
 
+import time
 import warnings
 from typing import NamedTuple
 
@@ -200,8 +201,10 @@ def search_n_clusters(
     # every sample is alone (a small margin beyond each, so that 1 and N
     # clusters are reachable).
     scale = _SignedLogScale(max(abs(high), (high - low) * 1e-9, np.finfo(np.float64).tiny))
+    # (Not only relative to low: low is 0 when samples coincide.)
+    below_low = max(abs(low) * 1e-3, (high - low) * 1e-3, 1e-12)
     bracket = _Bracket(
-        scale.to_t(low - abs(low) * 1e-3), 1, scale.to_t(high + abs(high) * 1e-3 + 1e-12), n
+        scale.to_t(low - below_low), 1, scale.to_t(high + abs(high) * 1e-3 + 1e-12), n
     )
     # By default the search starts at the median similarity (scikit-learn's
     # default preference, usually a moderate number of clusters).
@@ -215,9 +218,12 @@ def search_n_clusters(
         adaptive_damping = _engine.AdaptiveDamping(damping)
     state = _engine.MessageState(S, damping, n_threads)
     steps = []
+    started = time.perf_counter()
 
     def evaluate(preference, cold):
         _engine.set_preference(S, preference, diagonal_normals)
+        if history is not None:
+            history.similarities_changed()
         if not cold and steps:
             state.shift_preference(dtype(preference) - dtype(steps[-1].preference))
         if cold:
@@ -235,6 +241,8 @@ def search_n_clusters(
             history=history,
             callback=callback,
             callback_every=callback_every,
+            iterations_before=sum(step.n_iter for step in steps),
+            started=started,
         )
         step = SearchStep(float(preference), int(state.is_exemplar.sum()), loop.n_iter,
                           loop.converged)
@@ -297,6 +305,7 @@ def search_n_clusters(
             break
 
     final = steps[-1]
+    kept_best_flags = False
     if not stopped and best is not None and final is not best:
         # Leave the state of a run at the best preference from zero
         # messages, which AffinityPropagation(preference=preference_)
@@ -309,11 +318,17 @@ def search_n_clusters(
             final = steps[-1]
         if not _closer(final, best, n_clusters):
             state.is_exemplar[:] = best_flags
-            final = best
+            # The returned fit is the last step, as documented: the best
+            # step again, with no iterations of its own.
+            final = best._replace(n_iter=0)
+            steps.append(final)
+            kept_best_flags = True
     if messages_out is not None:
         state.complete_availability()
         messages_out["responsibility"] = state.R
         messages_out["availability"] = state.A
+        # The best step's exemplars kept over the final run's messages.
+        messages_out["stale"] = kept_best_flags
     is_exemplar = state.is_exemplar
     final_damping = state.damping_value
     state = None  # frees R and A before the assignment (unless messages_out keeps them)

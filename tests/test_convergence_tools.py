@@ -1,5 +1,7 @@
 """Convergence you can see and fix; more affinities; predict for precomputed models."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.cluster import AffinityPropagation as SklearnAP
@@ -199,18 +201,37 @@ def test_kept_messages_match_the_numpy_reference():
     np.testing.assert_array_equal(model.availability_, A)
 
 
-def test_membership_confidence():
-    X = blobs(300, centers=4, cluster_std=1.5)
-    model = AffinityPropagation(random_state=0, keep_messages=True).fit(X)
+def _confidence_reference(model):
     evidence = model.availability_ + model.responsibility_
-    exemplars = model.cluster_centers_indices_
-    assigned = exemplars[model.labels_]
-    expected = np.empty(300)
-    for i in range(300):
-        others = exemplars[exemplars != assigned[i]]
+    S = model.affinity_matrix_
+    message_exemplars = np.flatnonzero(np.diagonal(evidence) > 0)
+    # Each returned cluster grew from the message exemplar its center is
+    # nearest to (scikit-learn's refinement moves centers within clusters).
+    nearest = np.argmax(S[:, message_exemplars], axis=1)
+    nearest[message_exemplars] = np.arange(message_exemplars.size)
+    grew_from = message_exemplars[nearest[model.cluster_centers_indices_]]
+    assigned = grew_from[model.labels_]
+    expected = np.empty(S.shape[0])
+    for i in range(S.shape[0]):
+        others = message_exemplars[message_exemplars != assigned[i]]
         expected[i] = evidence[i, assigned[i]] - evidence[i, others].max()
-    np.testing.assert_allclose(model.membership_confidence_, expected, rtol=1e-12)
-    assert np.all(model.membership_confidence_[exemplars] > 0)
+    return expected
+
+
+@pytest.mark.parametrize("case", [(300, 4, 1.5, 0, 8), (200, 6, 1.0, 1, 2)])
+def test_membership_confidence(case):
+    n, centers, std, seed, n_features = case
+    X, _ = make_blobs(n, n_features=n_features, centers=centers, cluster_std=std,
+                      random_state=seed)
+    model = AffinityPropagation(random_state=0, keep_messages=True).fit(X)
+    assert model.converged_
+    np.testing.assert_allclose(model.membership_confidence_, _confidence_reference(model),
+                               rtol=1e-12)
+    # Converged fits: nearly every assignment agrees with the evidence (the
+    # few that do not sit between clusters). Taken against the refined
+    # centers, which the messages know nothing about, 103 of the 200
+    # margins of the second case were negative.
+    assert np.mean(model.membership_confidence_ < 0) < 0.05
     assert not hasattr(AffinityPropagation(random_state=0).fit(X), "membership_confidence_")
 
 
@@ -272,3 +293,78 @@ def test_predict_for_precomputed_models():
     np.testing.assert_array_equal(precomputed.predict(to_training), expected)
     to_exemplars = to_training[:, precomputed.cluster_centers_indices_]
     np.testing.assert_array_equal(precomputed.predict(to_exemplars), expected)
+
+
+# --------------------------------------------------------------------------
+# The toolkit's options together (found in review).
+# --------------------------------------------------------------------------
+
+
+def _six_blobs():
+    X, _ = make_blobs(200, n_features=2, centers=6, cluster_std=1.0, random_state=1)
+    return X
+
+
+def test_callback_counts_iterations_over_the_whole_search():
+    X = _six_blobs()
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 6 is not reached exactly
+        model = AffinityPropagation(
+            random_state=0, n_clusters=6, callback=seen.append, callback_every=7
+        ).fit(X)
+    assert len(model.preference_search_) > 1
+    assert [info.iteration for info in seen] == list(range(7, model.n_iter_ + 1, 7))
+    # A stop at the iteration where the first step converges ends the search.
+    first = model.preference_search_[0].n_iter
+    stopped = AffinityPropagation(
+        random_state=0, n_clusters=6, callback=lambda info: info.iteration == first
+    ).fit(X)
+    assert stopped.n_iter_ == first and len(stopped.preference_search_) == 1
+
+
+def test_history_net_similarity_is_exact_during_a_search(monkeypatch):
+    # The search changes S's diagonal between steps: the objective must be
+    # recomputed even when the exemplars stay. Every record is checked
+    # against a brute-force objective of the flags and the S of that moment.
+    X = _six_blobs()
+    expected = []
+    record = _engine._History.record
+
+    def checked(self, state, n_exemplars, n_changed, damping):
+        expected.append(_net_similarity_reference(state.S, state.is_exemplar))
+        record(self, state, n_exemplars, n_changed, damping)
+
+    monkeypatch.setattr(_engine._History, "record", checked)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 6 is not reached exactly
+        model = AffinityPropagation(random_state=0, n_clusters=6, record_history=True).fit(X)
+    assert len(model.preference_search_) > 1
+    np.testing.assert_allclose(model.history_["net_similarity"], expected, rtol=1e-12)
+
+
+def test_n_clusters_one_when_samples_coincide():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = AffinityPropagation(random_state=0, n_clusters=1).fit(np.ones((5, 2)))
+    assert len(model.cluster_centers_indices_) == 1
+
+
+def test_warm_start_with_auto_damping_continues_from_the_reached_damping():
+    X, _ = make_blobs(500, n_features=2, centers=30, cluster_std=1.0, center_box=(-20, 20),
+                      random_state=0)
+    model = AffinityPropagation(
+        random_state=0, damping="auto", max_iter=80, warm_start=True, record_history=True
+    ).fit(X)
+    reached = model.damping_
+    assert reached > 0.5
+    model.fit(X)
+    assert model.history_["damping"][0] == reached
+
+
+def test_equal_similarities_shortcut_keeps_the_requested_attributes():
+    with pytest.warns(UserWarning, match="mutually equal similarities"):
+        model = AffinityPropagation(record_history=True, keep_messages=True).fit(np.ones((4, 2)))
+    assert model.n_iter_ == 0
+    assert all(values.shape == (0,) for values in model.history_.values())
+    assert np.all(model.membership_confidence_ == np.inf)

@@ -204,6 +204,7 @@ def test_the_search_stops_where_the_count_jumps_past_the_target():
     steps = model.preference_search_
     assert len(steps) < 30
     assert abs(len(model.cluster_centers_indices_) - 5) == 1 and model.converged_
+    assert steps[-1].n_clusters == len(model.cluster_centers_indices_)
     counts = {step.n_clusters for step in steps if step.converged}
     assert 5 not in counts and {4, 7} <= counts
 
@@ -218,6 +219,9 @@ def test_the_result_is_the_best_step_of_the_search(n_clusters):
     best_distance = min(abs(step.n_clusters - n_clusters) for step in settled)
     assert abs(len(model.cluster_centers_indices_) - n_clusters) == best_distance
     assert model.converged_
+    # The last step is the returned fit (also when the best step's exemplars
+    # were kept over a final cold run that did worse).
+    assert model.preference_search_[-1].n_clusters == len(model.cluster_centers_indices_)
 
 
 @pytest.mark.parametrize("delta", [0.0, 3.5, -40.0])

@@ -12,6 +12,8 @@ import os
 import sys
 import time
 import warnings
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -133,20 +135,23 @@ def _one_line(error):
 # --------------------------------------------------------------------------
 
 
-def _csv_has_header(path, delimiter):
-    with open(path, encoding="utf-8") as file:
-        for line in file:
-            if line.strip():
-                first = line
+def _csv_lines_to_skip(path, delimiter):
+    """Physical lines before the data: up to and including a header line
+    (the first line that is not blank or a ``#`` comment, if any of its
+    fields is not a number), else 0 (loadtxt skips blanks and comments)."""
+    with open(path, encoding="utf-8-sig") as file:  # -sig: a byte-order mark is not data
+        for number, line in enumerate(file, start=1):
+            content = line.strip()
+            if content and not content.startswith("#"):
                 break
         else:
-            return False
-    for field in first.strip().split(delimiter):
+            return 0
+    for field in content.split(delimiter):
         try:
             float(field)
         except ValueError:
-            return True
-    return False
+            return number
+    return 0
 
 
 def read_data(path, key=None, delimiter=",", mmap=False):
@@ -164,16 +169,18 @@ def read_data(path, key=None, delimiter=",", mmap=False):
         raise CommandError(f"{path}: no such file")
     try:
         if suffix == ".csv":
-            skiprows = 1 if _csv_has_header(path, delimiter) else 0
+            skiprows = _csv_lines_to_skip(path, delimiter)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "Empty input file" is handled below
                 data = np.loadtxt(
-                    path, delimiter=delimiter, skiprows=skiprows, ndmin=2, dtype=np.float64
+                    path, delimiter=delimiter, skiprows=skiprows, ndmin=2, dtype=np.float64,
+                    encoding="utf-8-sig",
                 )
         elif suffix == ".npy":
             data = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         else:
-            with np.load(path, allow_pickle=False) as archive:
+            # Our own handle: np.load leaves its file open when the zip is damaged.
+            with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
                 names = list(archive.files)
                 if key is None:
                     if len(names) != 1:
@@ -187,7 +194,8 @@ def read_data(path, key=None, delimiter=",", mmap=False):
                 data = archive[key]
     except CommandError:
         raise
-    except (ValueError, OSError, EOFError) as error:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        # (A damaged .npz: its zip directory or a compressed member.)
         raise CommandError(f"{path}: cannot read: {_one_line(error)}") from error
     if data.dtype.kind not in "biuf":
         raise CommandError(f"{path}: the data must be numeric, got dtype {data.dtype}")
@@ -234,12 +242,16 @@ class ProgressBar:
         if now - self._last < self.interval:
             return False
         self._last = now
-        done = min(1.0, info.iteration / self.max_iter)
-        filled = int(round(done * self.width))
-        line = (
-            f"[{'#' * filled}{'.' * (self.width - filled)}] iteration {info.iteration}"
-            f"/{self.max_iter}  exemplars {info.n_exemplars}  changed {info.n_changed}"
-            f"  {info.elapsed:.1f} s"
+        if self.max_iter is None:  # an n_clusters search: no known total
+            line = f"iteration {info.iteration}"
+        else:
+            filled = int(round(min(1.0, info.iteration / self.max_iter) * self.width))
+            line = (
+                f"[{'#' * filled}{'.' * (self.width - filled)}] iteration {info.iteration}"
+                f"/{self.max_iter}"
+            )
+        line += (
+            f"  exemplars {info.n_exemplars}  changed {info.n_changed}  {info.elapsed:.1f} s"
         )
         self.stream.write(("\r" + line + "\x1b[K") if self.in_place else line + "\n")
         self.stream.flush()
@@ -367,7 +379,7 @@ def run_fit(args):
     show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
     progress = None
     if show_progress:
-        progress = ProgressBar(args.max_iter, sys.stderr)
+        progress = ProgressBar(None if args.n_clusters else args.max_iter, sys.stderr)
         estimator.set_params(callback=progress)
 
     with warnings.catch_warnings(record=True) as caught:
@@ -425,7 +437,9 @@ def run_fit(args):
     # One key per line, lists kept on their line (exemplars can be many).
     text = "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in summary.items())
     text += "\n}"
-    if args.summary_out:
+    if args.summary_out == "-":
+        print(text)
+    elif args.summary_out:
         with open(args.summary_out, "w", encoding="utf-8") as file:
             file.write(text + "\n")
     elif labels_path == "-":

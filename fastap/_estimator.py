@@ -35,7 +35,13 @@ def _validated_preference(preference, n_samples, dtype):
         )
     if not np.all(np.isfinite(preference)):
         raise ValueError("preference contains NaN or infinity.")
-    return preference.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):
+        converted = preference.astype(dtype, copy=False)
+    if not np.all(np.isfinite(converted)):
+        raise ValueError(
+            f"preference is too large in magnitude for {np.dtype(dtype).name} similarities."
+        )
+    return converted
 
 
 def _validated_callable_similarities(S, n_samples, dtype, copy):

@@ -41,6 +41,8 @@ def _new_axes(ax, figsize):
 
 def _labels_and_exemplars(labels, exemplars):
     """Labels and exemplar indices from arrays or from a fitted estimator."""
+    if hasattr(labels, "fit") and not hasattr(labels, "labels_"):
+        raise ValueError("The estimator is not fitted yet: call fit before plotting it.")
     if hasattr(labels, "labels_"):
         model = labels
         if exemplars is not None:
@@ -72,7 +74,10 @@ def _two_dimensions(X):
     # Right singular vectors are the principal axes; no scikit-learn object
     # needed for two components.
     _, _, axes = np.linalg.svd(centered, full_matrices=False)
-    return centered @ axes[:2].T, ("principal component 1", "principal component 2")
+    points = centered @ axes[:2].T
+    if points.shape[1] < 2:  # one sample: a single principal axis
+        points = np.column_stack([points, np.zeros((points.shape[0], 2 - points.shape[1]))])
+    return points, ("principal component 1", "principal component 2")
 
 
 def clusters(

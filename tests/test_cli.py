@@ -407,3 +407,53 @@ def test_fit_n_clusters_and_preference_quantile(tmp_path, blobs, capsys):
     assert main(["fit", str(data), "--preference", "-5", "--preference-quantile", "0.1"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("fastap fit: error: ") and err.count("\n") == 1
+
+
+# Found in review: inputs that are valid CSV after all, damaged archives,
+# out-of-range options, one-sample plots.
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"\xef\xbb\xbf1,2\n3,4\n10,10\n11,11\n",  # a byte-order mark, no header
+        b"\nx,y\n1,2\n3,4\n10,10\n11,11\n",  # a header after a blank line
+        b"# points\nx,y\n1,2\n3,4\n10,10\n11,11\n",  # ... after a comment
+        b"\xef\xbb\xbfx,y\n1,2\n3,4\n10,10\n11,11\n",  # a header with a byte-order mark
+    ],
+)
+def test_fit_reads_every_sample_of_a_csv(tmp_path, capsys, text):
+    data = tmp_path / "points.csv"
+    data.write_bytes(text)
+    assert main(["fit", str(data), "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_samples"] == 4
+
+
+def test_fit_damaged_npz_is_one_line_error(tmp_path, capsys):
+    whole = tmp_path / "whole.npz"
+    np.savez(whole, a=np.ones((1000, 2)))
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(whole.read_bytes()[:-200])
+    assert main(["fit", str(damaged), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastap fit: error: ") and err.count("\n") == 1
+
+
+def test_fit_preference_out_of_float32_range_is_an_error(tmp_path, capsys):
+    data = tmp_path / "points.csv"
+    data.write_text("1,2\n3,4\n10,10\n11,11\n")
+    args = ["fit", str(data), "--dtype", "float32", "--preference", "1e300", "--no-progress"]
+    assert main(args) == 1
+    assert "too large in magnitude for float32" in capsys.readouterr().err
+
+
+def test_fit_summary_to_stdout_and_one_sample_plot(tmp_path, capsys):
+    data = tmp_path / "one.csv"
+    data.write_text("1,2,3,4\n")
+    labels = tmp_path / "labels.csv"
+    args = ["fit", str(data), "--summary-out", "-", "--labels-out", str(labels),
+            "--plot", str(tmp_path / "one.png"), "--no-progress"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["n_samples"] == 1
+    assert (tmp_path / "one.png").stat().st_size > 0
+    assert not os.path.exists("-")

@@ -195,3 +195,8 @@ def test_clusters_accepts_sparse_features(fitted):
         collections_by_label(from_sparse)["exemplars"].get_offsets(),
         collections_by_label(dense)["exemplars"].get_offsets(),
     )
+
+
+def test_clusters_of_an_unfitted_estimator_is_a_clear_error():
+    with pytest.raises(ValueError, match="not fitted"):
+        fplot.clusters(np.ones((3, 2)), AffinityPropagation())

@@ -160,9 +160,11 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
     n_clusters : int, default=None
         (fastap) Search for a preference that gives this many clusters:
         bisection over :func:`fastap.preference_range`, each step continuing
-        from the previous step's messages; a step that does not converge is
-        repeated from zero messages at damping 0.9, which the search keeps
-        from then on (``damping_``). If no preference gives exactly
+        from the previous step's messages; within a step the damping rises
+        while the exemplars keep flipping (as with ``damping="auto"``), and
+        a step that does not converge is repeated from zero messages at
+        damping 0.9, which the search keeps from then on (``damping_``).
+        ``warm_start`` does not apply to the search. If no preference gives exactly
         ``n_clusters`` (AP's count is not monotone in the preference and
         can jump past a value), the closest converged count found is kept
         with a warning. The result is the best step's; when that was a warm

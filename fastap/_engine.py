@@ -387,10 +387,13 @@ class MessageState:
 
     def shift_preference(self, delta):
         """Carry the messages over to a preference ``delta`` higher: complete
-        ``A``, then shift what the new diagonal of ``S`` moves (see
-        ``messages.shift_preference``)."""
-        self.complete_availability()
-        messages.shift_preference(self.A, self.R, self.col_sum, self.S.dtype.type(delta))
+        ``A`` and shift what the new diagonal of ``S`` moves, in one pass
+        (see ``messages.shift_preference``)."""
+        messages.shift_preference(
+            self.A, self.R, self.col_sum, self.S.dtype.type(delta), self.availability_pending,
+            self.damping, self.one_minus_damping,
+        )
+        self.availability_pending = False
 
 
 # --------------------------------------------------------------------------
@@ -493,29 +496,28 @@ class _History:
         self._best_value = np.empty(n_samples, dtype=np.float64)
         self._best_index = np.full(n_samples, -1, dtype=np.intp)
         self._was_exemplar = np.zeros(n_samples, dtype=bool)
-        self._full = True
-        self._stale = False
+        # The best values are not those of the current exemplars and S (at
+        # the start, after a record with no exemplar, after S changed):
+        # the next record searches every row in full.
+        self._recompute = True
         self._net_similarity = np.nan
 
     def similarities_changed(self):
-        """``S`` changed (a new preference in a search): recompute in full at
-        the next record, even if the exemplars stay."""
-        self._full = True
-        self._stale = True
+        """``S`` changed (a new preference in a search): recompute at the
+        next record, even if the exemplars stay."""
+        self._recompute = True
 
     def record(self, state, n_exemplars, n_changed, damping):
-        if n_changed > 0 or self._stale or not self.columns["n_exemplars"]:
-            self._stale = False
+        if n_changed > 0 or self._recompute:
             is_exemplar = state.is_exemplar
             if n_exemplars == 0:
                 self._net_similarity = np.nan
-                self._full = True
             else:
                 removed = self._was_exemplar & ~is_exemplar
                 added = np.flatnonzero(is_exemplar & ~self._was_exemplar)
                 # Reading many added columns row by row costs more than one
                 # search over the set.
-                full = self._full or 2 * added.size > n_exemplars
+                full = self._recompute or 2 * added.size > n_exemplars
                 assign.update_best_exemplar_similarity(
                     state.S, np.flatnonzero(is_exemplar), removed, added,
                     self._best_value, self._best_index, full,
@@ -523,7 +525,7 @@ class _History:
                 self._net_similarity = assign.net_similarity(
                     state.S, is_exemplar, self._best_value
                 )
-                self._full = False
+            self._recompute = n_exemplars == 0
             self._was_exemplar[:] = is_exemplar
         self.columns["n_exemplars"].append(n_exemplars)
         self.columns["n_changed"].append(n_changed)
@@ -740,10 +742,10 @@ def run_affinity_propagation(
         warnings.warn(
             "All samples have mutually equal similarities. Returning arbitrary cluster center(s)."
         )
-        history = _History(n).as_arrays() if record_history else None  # no iterations
+        history = _History(0).as_arrays() if record_history else None  # no iterations
         if preference.flat[0] > S.flat[n - 1]:
-            return FitResult(np.arange(n), np.arange(n), 0, True, history)
-        return FitResult(np.array([0]), np.zeros(n, dtype=np.intp), 0, True, history)
+            return FitResult(np.arange(n), np.arange(n), 0, True, history, damping)
+        return FitResult(np.array([0]), np.zeros(n, dtype=np.intp), 0, True, history, damping)
 
     prepare_similarities(S, preference, random_state)
 

@@ -523,7 +523,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
         self.preference_ = preference[()] if np.ndim(preference) == 0 else preference
-        self.damping_ = result.final_damping if result.final_damping is not None else damping
+        self.damping_ = result.final_damping
         self._set_optional("history_", history)
         self._set_optional("preference_search_", search_steps)
         self._set_optional("membership_confidence_", confidence)

@@ -155,10 +155,13 @@ def canonical_csr(S, square=True):
             "duplicate entries are ambiguous (SciPy would sum them): remove them, "
             "or call sum_duplicates() if the sum is what you mean."
         )
-    data = csr.data
-    if data.dtype not in (np.float32, np.float64):
-        data = data.astype(np.float64)
-    return indptr, indices, data
+    return indptr, indices, csr.data.astype(message_dtype(csr.dtype), copy=False)
+
+
+def message_dtype(dtype):
+    """Similarities and messages of a sparse fit: float32 stays float32,
+    everything else is float64."""
+    return np.dtype(np.float32) if dtype == np.float32 else np.dtype(np.float64)
 
 
 def default_preference(data):
@@ -389,8 +392,10 @@ def run_sparse_affinity_propagation(
             "All samples have mutually equal similarities. Returning arbitrary cluster center(s)."
         )
         if degenerate and graph.S[graph.diagonal[0]] > equal_value:
-            return _engine.FitResult(np.arange(n), np.arange(n), 0, True)
-        return _engine.FitResult(np.array([0]), np.zeros(n, dtype=np.intp), 0, True)
+            return _engine.FitResult(np.arange(n), np.arange(n), 0, True, None, damping)
+        return _engine.FitResult(
+            np.array([0]), np.zeros(n, dtype=np.intp), 0, True, None, damping
+        )
 
     add_degeneracy_noise(graph, random_state)
     state = SparseMessageState(graph, damping, n_threads)
@@ -637,7 +642,7 @@ def fit_precomputed(estimator, X, **options):
     from sklearn.utils import check_random_state
     from sklearn.utils.validation import validate_data
 
-    from fastap._estimator import _FLOAT_DTYPES, _validated_preference
+    from fastap._estimator import _validated_preference
 
     if estimator.merge_fragments is True:
         raise ValueError(
@@ -648,8 +653,7 @@ def fit_precomputed(estimator, X, **options):
     # it is, so that its duplicates are seen. The dtype is left as it is
     # until canonical_csr has looked for duplicates (a cast would sum them).
     S = validate_data(estimator, X, accept_sparse=["csr", "csc", "coo"], dtype="numeric")
-    dtype = S.dtype if S.dtype in _FLOAT_DTYPES else np.dtype(np.float64)
-    check_memory(S.shape[0], S.nnz + S.shape[0], dtype)
+    check_memory(S.shape[0], S.nnz + S.shape[0], message_dtype(S.dtype))
     indptr, indices, data = canonical_csr(S)
     n = indptr.size - 1
     preference = default_preference(data) if estimator.preference is None else (
@@ -810,10 +814,7 @@ def fit(estimator, X):
         "n_iter_": result.n_iter,
         "converged_": result.converged,
         "preference_": preference[()] if np.ndim(preference) == 0 else preference,
-        # A fit that took the equal-similarities shortcut ran no damping.
-        "damping_": result.final_damping if result.final_damping is not None else (
-            0.5 if estimator.damping == "auto" else estimator.damping
-        ),
+        "damping_": result.final_damping,
     }
     if X is not None:
         attributes["cluster_centers_"] = X[result.cluster_centers_indices].copy()

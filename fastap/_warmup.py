@@ -50,7 +50,10 @@ def warmup(dtypes=("float64", "float32")):
         # Messages carried to a new preference (the search's warm steps,
         # which a search this small may not take).
         zeros = np.zeros((4, 4), dtype=dtype)
-        messages.shift_preference(zeros, zeros.copy(), np.zeros(4, dtype=dtype), zeros[0, 0])
+        scalar = zeros[0, 0]
+        messages.shift_preference(
+            zeros, zeros.copy(), zeros[0].copy(), scalar, True, scalar, scalar
+        )
         # Sparse kernels (graph, serial and parallel passes, merging); the
         # approximate neighbour search of large inputs is pynndescent's own.
         for n_samples in (40, 700):

@@ -229,11 +229,15 @@ def test_shift_preference_moves_messages_by_the_change_of_their_targets(delta, f
     S = similarity(blobs(150, centers=5, random_state=7)).astype(float_dtype)
     n = S.shape[0]
     _engine.prepare_similarities(S, float_dtype(np.median(S)), np.random.RandomState(0))
-    state = _engine.MessageState(S, 0.5, n_threads=2)
+    # Two identical runs: one completed for the reference, one shifted with
+    # its last availabilities still pending (finished in the same pass).
+    completed, state = (_engine.MessageState(S, 0.5, n_threads=2) for _ in range(2))
     for _ in range(12):
+        completed.iterate()
         state.iterate()
-    state.complete_availability()
-    R, A = state.R.astype(np.float64), state.A.astype(np.float64)
+    completed.complete_availability()
+    assert state.availability_pending
+    R, A = completed.R.astype(np.float64), completed.A.astype(np.float64)
     # NumPy reference: column sums of Rp, then A moves by the change of
     # min(0, col_sum - Rp) off the diagonal; R's diagonal moves by delta.
     positive = np.maximum(R, 0)

@@ -530,8 +530,8 @@ def complete_availability(A, R, col_sum, damping, one_minus_damping):
 
 
 @parallel_kernel
-def shift_preference(A, R, col_sum, delta):
-    """Move complete messages to a preference ``delta`` higher, in place.
+def shift_preference(A, R, col_sum, delta, finish_previous, damping, one_minus_damping):
+    """Move the messages to a preference ``delta`` higher, in place.
 
     A new preference moves the undamped targets at once: ``R_new(k, k)``
     by ``delta`` (the max over ``k' != k`` does not read ``S(k, k)``), so
@@ -539,14 +539,19 @@ def shift_preference(A, R, col_sum, delta):
     ``min(0, col_sum(k) - Rp(i, k))``; ``A(k, k)`` does not depend on
     ``R(k, k)``. Damping would let the messages follow only geometrically;
     shifting them by the change of their targets lets a warm start begin
-    where the new preference puts the old messages. ``A`` must be complete
-    (after :func:`complete_availability`); rows are independent.
+    where the new preference puts the old messages. With
+    ``finish_previous`` the last iteration's off-diagonal availabilities are
+    finished first, row by row in the same pass (as
+    :func:`complete_availability` would, one pass earlier); rows are
+    independent.
     """
     n = A.shape[0]
     zero = A.dtype.type(0)
     for i in prange(n):
         A_row = A[i]
         R_row = R[i]
+        if finish_previous:
+            _finish_availability_row(i, A_row, R_row, col_sum, damping, one_minus_damping)
         diagonal = A_row[i]
         for k in range(n):
             target = col_sum[k] - max(R_row[k], zero)

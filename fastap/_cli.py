@@ -88,7 +88,7 @@ def info():
     import sklearn
 
     import fastap
-    from fastap._kernels import messages
+    from fastap._kernels._jit import cache_directory
 
     print(f"fastap {fastap.__version__}")
     print(f"python {sys.version.split()[0]}")
@@ -101,8 +101,7 @@ def info():
     except ValueError:
         layer = "not started yet (chosen at the first parallel call)"
     print(f"threading layer: {layer}")
-    cache = messages.update_messages_serial._cache
-    print(f"kernel cache: {cache.cache_path}")
+    print(f"kernel cache: {cache_directory()}")
     return 0
 
 

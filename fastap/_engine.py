@@ -332,11 +332,12 @@ class MessageState:
         if self.grouped:
             self.group_rows = _group_rows(n)
             self.group_sums = np.empty((-(-n // self.group_rows), n), dtype=np.float64)
-        self.set_damping(damping)
         # The last iteration's off-diagonal availabilities are finished at
-        # the start of the next pass (see messages.py); False while A is
-        # complete (zero at the start, or after complete_availability).
+        # the start of the next pass (see messages.py), with the damping that
+        # iteration ran with (last_damping); False while A is complete (zero
+        # at the start, or after complete_availability).
         self.availability_pending = False
+        self.set_damping(damping)
         self.n_iter = 0
 
     def set_damping(self, damping):
@@ -345,10 +346,14 @@ class MessageState:
         self.damping_value = float(damping)
         self.damping = dtype(damping)
         self.one_minus_damping = dtype(1 - damping)  # as scikit-learn: 1 - d in float64 first
+        if not self.availability_pending:
+            self.last_damping, self.last_one_minus_damping = self.damping, self.one_minus_damping
 
     def iterate(self):
         """Run one iteration; return ``(n_exemplars, n_changed)``."""
         common = (self.S, self.A, self.R, self.col_sum)
+        pairs = (self.damping, self.one_minus_damping, self.last_damping,
+                 self.last_one_minus_damping)
         finish_previous = self.availability_pending
         if self.grouped:
             kernel = (
@@ -356,22 +361,23 @@ class MessageState:
                 if self.parallel else messages.update_messages_grouped_serial
             )
             kernel(
-                *common, self.group_sums, self.damping, self.one_minus_damping, finish_previous,
-                self.row_values, self.chunk_top, self.group_rows,
+                *common, self.group_sums, *pairs, finish_previous, self.row_values,
+                self.chunk_top, self.group_rows,
             )
             messages.add_group_sums(self.group_sums, self.col_sum_acc)
         elif self.parallel:
             messages.update_messages_parallel(
-                *common, self.col_sum_acc, self.damping, self.one_minus_damping, finish_previous,
-                self.row_values, self.chunk_top, self.block_rows,
+                *common, self.col_sum_acc, *pairs, finish_previous, self.row_values,
+                self.chunk_top, self.block_rows,
             )
         else:
             messages.update_messages_serial(
-                *common, self.col_sum_acc, self.damping, self.one_minus_damping, finish_previous,
-                self.row_values, self.chunk_top,
+                *common, self.col_sum_acc, *pairs, finish_previous, self.row_values,
+                self.chunk_top,
             )
         self.n_iter += 1
         self.availability_pending = True
+        self.last_damping, self.last_one_minus_damping = self.damping, self.one_minus_damping
         return messages.finish_iteration(
             self.A, self.R, self.col_sum, self.col_sum_acc, self.damping, self.one_minus_damping,
             self.is_exemplar,
@@ -381,7 +387,7 @@ class MessageState:
         """Bring ``A`` off the diagonal to the end of the last iteration."""
         if self.availability_pending:
             messages.complete_availability(
-                self.A, self.R, self.col_sum, self.damping, self.one_minus_damping
+                self.A, self.R, self.col_sum, self.last_damping, self.last_one_minus_damping
             )
             self.availability_pending = False
 
@@ -391,7 +397,7 @@ class MessageState:
         (see ``messages.shift_preference``)."""
         messages.shift_preference(
             self.A, self.R, self.col_sum, self.S.dtype.type(delta), self.availability_pending,
-            self.damping, self.one_minus_damping,
+            self.last_damping, self.last_one_minus_damping,
         )
         self.availability_pending = False
 

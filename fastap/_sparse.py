@@ -258,8 +258,8 @@ class SparseMessageState:
         self.col_sum = np.zeros(n, dtype=dtype)
         self.is_exemplar = np.zeros(n, dtype=np.bool_)
         self.parallel = n_threads > 1 and nnz >= PARALLEL_MIN_PAIRS
-        self.set_damping(damping)
         self.availability_pending = False
+        self.set_damping(damping)
         self.n_iter = 0
 
     def set_damping(self, damping):
@@ -268,6 +268,8 @@ class SparseMessageState:
         self.damping_value = float(damping)
         self.damping = dtype(damping)
         self.one_minus_damping = dtype(1 - damping)  # as scikit-learn: 1 - d in float64 first
+        if not self.availability_pending:
+            self.last_damping, self.last_one_minus_damping = self.damping, self.one_minus_damping
 
     def iterate(self):
         """Run one iteration; return ``(n_exemplars, n_changed)``."""
@@ -280,7 +282,8 @@ class SparseMessageState:
             update_rows, finish_columns = kernels.update_rows_serial, kernels.finish_columns_serial
         update_rows(
             g.indptr, g.indices, g.diagonal, g.S, self.A, self.R, self.col_sum, self.damping,
-            self.one_minus_damping, self.availability_pending,
+            self.one_minus_damping, self.last_damping, self.last_one_minus_damping,
+            self.availability_pending,
         )
         counts = finish_columns(
             g.indptr, g.diagonal, self.col_indptr, self.col_order, self.A, self.R, self.col_sum,
@@ -288,6 +291,7 @@ class SparseMessageState:
         )
         self.n_iter += 1
         self.availability_pending = True
+        self.last_damping, self.last_one_minus_damping = self.damping, self.one_minus_damping
         return counts
 
     def complete_availability(self):
@@ -295,8 +299,8 @@ class SparseMessageState:
         if self.availability_pending:
             g = self.graph
             kernels.complete_availability(
-                g.indptr, g.indices, g.diagonal, self.A, self.R, self.col_sum, self.damping,
-                self.one_minus_damping,
+                g.indptr, g.indices, g.diagonal, self.A, self.R, self.col_sum,
+                self.last_damping, self.last_one_minus_damping,
             )
             self.availability_pending = False
 

@@ -181,9 +181,11 @@ def _finish_availability_row(i, A_row, R_row, col_sum, damping, one_minus_dampin
 
 @serial_kernel
 def _availability_and_values(
-    i, S_row, A_row, R_row, col_sum, damping, one_minus_damping, finish_previous, row_values
+    i, S_row, A_row, R_row, col_sum, previous_damping, previous_one_minus_damping,
+    finish_previous, row_values,
 ):
-    """Step 1 for row ``i`` alone: finish ``A(i, :)`` and form ``A + S + 0``."""
+    """Step 1 for row ``i`` alone: finish ``A(i, :)`` (with the damping of the
+    iteration it belongs to) and form ``A + S + 0``."""
     zero = S_row.dtype.type(0)
     if not finish_previous:  # first iteration: A is zero
         for k in range(S_row.size):
@@ -191,7 +193,9 @@ def _availability_and_values(
         return
     diagonal = A_row[i]  # A(i, i) is already final
     for k in range(S_row.size):
-        a = _next_availability(A_row[k], R_row[k], col_sum[k], damping, one_minus_damping, zero)
+        a = _next_availability(
+            A_row[k], R_row[k], col_sum[k], previous_damping, previous_one_minus_damping, zero
+        )
         A_row[k] = a
         row_values[k] = a + S_row[k] + zero
     A_row[i] = diagonal
@@ -214,7 +218,7 @@ def _responsibility_row(
 @serial_kernel
 def _responsibility_then_next_availability(
     S_row, R_row, best_index, best_value, second_value, j, S_next, A_next, R_next, col_sum,
-    damping, one_minus_damping, row_values,
+    damping, one_minus_damping, previous_damping, previous_one_minus_damping, row_values,
 ):
     """Step 3 for row ``i`` fused with step 1 for row ``j = i + 1``."""
     zero = S_row.dtype.type(0)
@@ -222,7 +226,9 @@ def _responsibility_then_next_availability(
     next_diagonal = A_next[j]
     for k in range(S_row.size):
         R_row[k] = _next_responsibility(R_row[k], S_row[k], best_value, damping, one_minus_damping)
-        a = _next_availability(A_next[k], R_next[k], col_sum[k], damping, one_minus_damping, zero)
+        a = _next_availability(
+            A_next[k], R_next[k], col_sum[k], previous_damping, previous_one_minus_damping, zero
+        )
         A_next[k] = a
         row_values[k] = a + S_next[k] + zero
     R_row[best_index] = _next_responsibility(
@@ -235,7 +241,8 @@ def _responsibility_then_next_availability(
 @serial_kernel
 def _responsibility_sums_then_next_availability(
     i, S_row, R_row, best_index, best_value, second_value, j, S_next, A_next, R_next, col_sum,
-    col_sum_acc, damping, one_minus_damping, row_values,
+    col_sum_acc, damping, one_minus_damping, previous_damping, previous_one_minus_damping,
+    row_values,
 ):
     """As :func:`_responsibility_then_next_availability`, plus step 4 for row ``i``.
 
@@ -255,7 +262,9 @@ def _responsibility_sums_then_next_availability(
         r = _next_responsibility(R_row[k], S_row[k], best_value, damping, one_minus_damping)
         R_row[k] = r
         col_sum_acc[k] += max(r, zero)
-        a = _next_availability(A_next[k], R_next[k], col_sum[k], damping, one_minus_damping, zero)
+        a = _next_availability(
+            A_next[k], R_next[k], col_sum[k], previous_damping, previous_one_minus_damping, zero
+        )
         A_next[k] = a
         row_values[k] = a + S_next[k] + zero
     R_row[best_index] = _next_responsibility(
@@ -270,7 +279,8 @@ def _responsibility_sums_then_next_availability(
 @serial_kernel
 def _update_rows(
     first_row, last_row, S, A, R, col_sum, col_sum_acc, damping, one_minus_damping,
-    finish_previous, row_values, chunk_top, accumulate_columns,
+    previous_damping, previous_one_minus_damping, finish_previous, row_values, chunk_top,
+    accumulate_columns,
 ):
     """Steps 1-3 (and 4 if ``accumulate_columns``) for rows ``[first, last)``.
 
@@ -282,8 +292,8 @@ def _update_rows(
     if first_row >= last_row:
         return
     _availability_and_values(
-        first_row, S[first_row], A[first_row], R[first_row], col_sum, damping,
-        one_minus_damping, finish_previous, row_values,
+        first_row, S[first_row], A[first_row], R[first_row], col_sum, previous_damping,
+        previous_one_minus_damping, finish_previous, row_values,
     )
     best_index, best_value, second_value = _search_row(row_values, chunk_top)
     for i in range(first_row, last_row):
@@ -292,12 +302,14 @@ def _update_rows(
         if has_next and finish_previous and accumulate_columns:
             _responsibility_sums_then_next_availability(
                 i, S[i], R[i], best_index, best_value, second_value, j, S[j], A[j], R[j],
-                col_sum, col_sum_acc, damping, one_minus_damping, row_values,
+                col_sum, col_sum_acc, damping, one_minus_damping, previous_damping,
+                previous_one_minus_damping, row_values,
             )
         elif has_next and finish_previous:
             _responsibility_then_next_availability(
                 S[i], R[i], best_index, best_value, second_value, j, S[j], A[j], R[j],
-                col_sum, damping, one_minus_damping, row_values,
+                col_sum, damping, one_minus_damping, previous_damping,
+                previous_one_minus_damping, row_values,
             )
         else:
             _responsibility_row(
@@ -307,8 +319,8 @@ def _update_rows(
                 _add_positive_part(i, R[i], col_sum_acc)
             if has_next:
                 _availability_and_values(
-                    j, S[j], A[j], R[j], col_sum, damping, one_minus_damping, finish_previous,
-                    row_values,
+                    j, S[j], A[j], R[j], col_sum, previous_damping, previous_one_minus_damping,
+                    finish_previous, row_values,
                 )
         if has_next:
             best_index, best_value, second_value = _search_row(row_values, chunk_top)
@@ -373,6 +385,12 @@ def _add_positive_part(diagonal_index, R_segment, col_sum_segment):
 # col_sum_acc : ndarray (n,), float64
 #     Zero on entry; receives this pass's column sums of Rp.
 # damping, one_minus_damping : scalars of the dtype of S
+#     The damping of this iteration (responsibilities, and the diagonal of A
+#     in finish_iteration).
+# previous_damping, previous_one_minus_damping : scalars of the dtype of S
+#     The damping the previous iteration ran with: its off-diagonal
+#     availabilities, finished here, use it (a damping change between two
+#     iterations must not reach back into the earlier one).
 # finish_previous : bool
 #     False on the first iteration, where A is all zero.
 # row_values : ndarray (n_tasks, n), dtype of S;  chunk_top : (n_tasks, search_chunks(n)), int64
@@ -381,20 +399,21 @@ def _add_positive_part(diagonal_index, R_segment, col_sum_segment):
 
 @serial_kernel
 def update_messages_serial(
-    S, A, R, col_sum, col_sum_acc, damping, one_minus_damping, finish_previous, row_values,
-    chunk_top,
+    S, A, R, col_sum, col_sum_acc, damping, one_minus_damping, previous_damping,
+    previous_one_minus_damping, finish_previous, row_values, chunk_top,
 ):
     """One fused AP pass on one thread, ordered column sums (see above)."""
     _update_rows(
         0, S.shape[0], S, A, R, col_sum, col_sum_acc, damping, one_minus_damping,
-        finish_previous, row_values[0], chunk_top[0], True,
+        previous_damping, previous_one_minus_damping, finish_previous, row_values[0],
+        chunk_top[0], True,
     )
 
 
 @parallel_kernel
 def update_messages_parallel(
-    S, A, R, col_sum, col_sum_acc, damping, one_minus_damping, finish_previous, row_values,
-    chunk_top, block_rows,
+    S, A, R, col_sum, col_sum_acc, damping, one_minus_damping, previous_damping,
+    previous_one_minus_damping, finish_previous, row_values, chunk_top, block_rows,
 ):
     """One fused AP pass on ``row_values.shape[0]`` tasks, ordered column sums.
 
@@ -415,7 +434,8 @@ def update_messages_parallel(
             last_row = block_start + (task + 1) * block_size // n_tasks
             _update_rows(
                 first_row, last_row, S, A, R, col_sum, col_sum_acc, damping,
-                one_minus_damping, finish_previous, row_values[task], chunk_top[task], False,
+                one_minus_damping, previous_damping, previous_one_minus_damping,
+                finish_previous, row_values[task], chunk_top[task], False,
             )
         for chunk in prange(n_chunks):
             start = chunk * n // n_chunks
@@ -427,22 +447,23 @@ def update_messages_parallel(
 
 @serial_kernel
 def _update_group(
-    group, group_rows, S, A, R, col_sum, group_sums, damping, one_minus_damping, finish_previous,
-    row_values, chunk_top,
+    group, group_rows, S, A, R, col_sum, group_sums, damping, one_minus_damping,
+    previous_damping, previous_one_minus_damping, finish_previous, row_values, chunk_top,
 ):
     n = S.shape[0]
     group_sum = group_sums[group]
     group_sum[:] = 0.0
     _update_rows(
         group * group_rows, min((group + 1) * group_rows, n), S, A, R, col_sum, group_sum,
-        damping, one_minus_damping, finish_previous, row_values, chunk_top, True,
+        damping, one_minus_damping, previous_damping, previous_one_minus_damping,
+        finish_previous, row_values, chunk_top, True,
     )
 
 
 @serial_kernel
 def update_messages_grouped_serial(
-    S, A, R, col_sum, group_sums, damping, one_minus_damping, finish_previous, row_values,
-    chunk_top, group_rows,
+    S, A, R, col_sum, group_sums, damping, one_minus_damping, previous_damping,
+    previous_one_minus_damping, finish_previous, row_values, chunk_top, group_rows,
 ):
     """One fused AP pass on one thread, grouped column sums (see above).
 
@@ -452,14 +473,15 @@ def update_messages_grouped_serial(
     for group in range(group_sums.shape[0]):
         _update_group(
             group, group_rows, S, A, R, col_sum, group_sums, damping, one_minus_damping,
-            finish_previous, row_values[0], chunk_top[0],
+            previous_damping, previous_one_minus_damping, finish_previous, row_values[0],
+            chunk_top[0],
         )
 
 
 @parallel_kernel
 def update_messages_grouped_parallel(
-    S, A, R, col_sum, group_sums, damping, one_minus_damping, finish_previous, row_values,
-    chunk_top, group_rows,
+    S, A, R, col_sum, group_sums, damping, one_minus_damping, previous_damping,
+    previous_one_minus_damping, finish_previous, row_values, chunk_top, group_rows,
 ):
     """As :func:`update_messages_grouped_serial`; task ``t`` updates groups
     ``t, t + n_tasks, ...`` (each group wholly by one task, rows in order)."""
@@ -469,7 +491,8 @@ def update_messages_grouped_parallel(
         for group in range(task, n_groups, n_tasks):
             _update_group(
                 group, group_rows, S, A, R, col_sum, group_sums, damping, one_minus_damping,
-                finish_previous, row_values[task], chunk_top[task],
+                previous_damping, previous_one_minus_damping, finish_previous, row_values[task],
+                chunk_top[task],
             )
 
 

@@ -75,7 +75,8 @@ from fastap._kernels.messages import _next_availability, _next_responsibility
 
 @serial_kernel
 def _update_row(
-    i, indptr, indices, diagonal, S, A, R, col_sum, damping, one_minus_damping, finish_previous
+    i, indptr, indices, diagonal, S, A, R, col_sum, damping, one_minus_damping,
+    previous_damping, previous_one_minus_damping, finish_previous,
 ):
     """Row pass for row ``i``: finish ``A(i, :)``, search ``A + S``, update ``R(i, :)``.
 
@@ -95,7 +96,9 @@ def _update_row(
     for p in range(start, stop):
         a = A[p]
         if finish_previous and p != d:
-            a = _next_availability(a, R[p], col_sum[indices[p]], damping, one_minus_damping, zero)
+            a = _next_availability(
+                a, R[p], col_sum[indices[p]], previous_damping, previous_one_minus_damping, zero
+            )
             A[p] = a
         value = a + S[p] + zero
         if value > best:
@@ -155,7 +158,9 @@ def _finish_column(
 # A, R : (nnz,) dtype of S, overwritten in place
 # col_sum : (n,) dtype of S; column sums of the previous column pass
 #     (read by the row pass), rewritten by the column pass
-# damping, one_minus_damping : scalars of the dtype of S
+# damping, one_minus_damping : scalars of the dtype of S, this iteration's
+# previous_damping, previous_one_minus_damping : the previous iteration's,
+#     with which the row pass finishes that iteration's availabilities
 # finish_previous : bool; False while A is complete (first iteration)
 # is_exemplar : (n,) bool, updated in place by the column pass
 # --------------------------------------------------------------------------
@@ -163,25 +168,27 @@ def _finish_column(
 
 @serial_kernel
 def update_rows_serial(
-    indptr, indices, diagonal, S, A, R, col_sum, damping, one_minus_damping, finish_previous
+    indptr, indices, diagonal, S, A, R, col_sum, damping, one_minus_damping, previous_damping,
+    previous_one_minus_damping, finish_previous,
 ):
     """Row pass over all rows on one thread."""
     for i in range(indptr.size - 1):
         _update_row(
             i, indptr, indices, diagonal, S, A, R, col_sum, damping, one_minus_damping,
-            finish_previous,
+            previous_damping, previous_one_minus_damping, finish_previous,
         )
 
 
 @parallel_kernel
 def update_rows_parallel(
-    indptr, indices, diagonal, S, A, R, col_sum, damping, one_minus_damping, finish_previous
+    indptr, indices, diagonal, S, A, R, col_sum, damping, one_minus_damping, previous_damping,
+    previous_one_minus_damping, finish_previous,
 ):
     """Row pass; each row is owned by one task (rows are independent)."""
     for i in prange(indptr.size - 1):
         _update_row(
             i, indptr, indices, diagonal, S, A, R, col_sum, damping, one_minus_damping,
-            finish_previous,
+            previous_damping, previous_one_minus_damping, finish_previous,
         )
 
 

@@ -2,9 +2,6 @@
 with the dense engine on complete graphs, graph semantics, the k-NN graph,
 merging fragments, and the estimator's behaviour on sparse input."""
 
-import _thread
-import threading
-
 import numba
 import numpy as np
 import pytest
@@ -14,7 +11,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from fastap import AffinityPropagation, _engine, _graph, _sparse
 from fastap._kernels import sparse_messages
-from tests.conftest import blobs, similarity
+from tests.conftest import CtrlC, blobs, similarity
 
 MAX_THREADS = numba.config.NUMBA_NUM_THREADS
 
@@ -420,19 +417,18 @@ def test_nearest_neighbors_graph_validates_n_neighbors(n_neighbors):
         _graph.nearest_neighbors_graph(blobs(20), n_neighbors)
 
 
+@pytest.mark.timeout(120)  # a lost interrupt would otherwise run 10**8 iterations
 def test_keyboard_interrupt_leaves_estimator_unfitted():
     S = random_graph(400, 0.05, 15)
-    AffinityPropagation(affinity="precomputed", max_iter=3).fit(S)  # compile first
+    ctrl_c = CtrlC(after=3)
     ap = AffinityPropagation(
         affinity="precomputed", max_iter=10**8, convergence_iter=10**8, random_state=0,
-        n_jobs=1,
+        n_jobs=1, callback=ctrl_c,
     )
     threads_before = numba.get_num_threads()
-    timer = threading.Timer(0.5, _thread.interrupt_main)
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
+    with ctrl_c, pytest.raises(KeyboardInterrupt):
         ap.fit(S)
-    timer.cancel()
+    assert ctrl_c.sent_at is not None and ctrl_c.iterations <= ctrl_c.sent_at + 1
     assert not hasattr(ap, "labels_")
     assert numba.get_num_threads() == threads_before
 

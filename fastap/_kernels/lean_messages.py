@@ -1,0 +1,519 @@
+"""The lean engine's message updates: ``R`` is never stored.
+
+With damping ``d_t`` in iteration ``t`` and ``R`` starting at zero, the
+responsibility update of Frey & Dueck (2007) ::
+
+    R_t(i, k) = d_t R_{t-1}(i, k) + (1 - d_t) (S(i, k) - Y1_t(i))    k != k*_t(i)
+    R_t(i, k*) = d_t R_{t-1}(i, k*) + (1 - d_t) (S(i, k*) - Y2_t(i))
+
+(``Y1``, ``Y2`` the largest and second largest value of ``A(i, :) + S(i, :)``,
+``k*`` the first arg-maximum) is linear in its inputs, so off the diagonal ::
+
+    R_t(i, k) = c_t S(i, k) - z_t(i) + E_t(i, k)
+    c_t    = d_t c_{t-1} + (1 - d_t)                       (one scalar)
+    z_t(i) = d_t z_{t-1}(i) + (1 - d_t) Y1_t(i)            (one value per row)
+    E_t(i, k) = d_t E_{t-1}(i, k) + (1 - d_t) (Y1_t(i) - Y2_t(i)) [k == k*_t(i)]
+
+``E`` is non-zero only at columns that were once the row's arg-maximum; it
+is kept as a short per-row list of ``(column, value)`` entries. The diagonal
+``R(k, k)`` (read unclipped by the availability, and shifted alone by a new
+preference) is stored as a vector and updated exactly as the stored-R
+engine does. An iteration then reads ``S`` and ``A`` and writes ``A``
+(three transfers per element instead of five) and holds two N x N matrices
+instead of three.
+
+One pass over the rows does, for row ``i`` (as the stored engine, see
+``messages.py``, with ``R`` rebuilt on the fly):
+
+1. rebuild ``R_{t-1}(i, :)`` from ``c_{t-1}``, ``z_{t-1}(i)`` and the row's
+   list, finish the off-diagonal availability of iteration ``t - 1`` with
+   the damping iteration ``t - 1`` ran with, and form ``A + S``;
+2. search ``A(i, :) + S(i, :)`` (``messages._search_row``);
+3. update ``z(i)``, the row's list and ``R(i, i)`` with this iteration's
+   damping;
+4. rebuild ``R_t(i, :)`` (the row of ``S`` is still in cache) and add its
+   positive part into the float64 column sums of the row's group.
+
+Step 4 of row ``i`` shares one loop with step 1 of row ``i + 1``. Hot loops
+use ``c S - z`` alone; the few list columns and the diagonal are saved
+before a loop and redone after it with their exact value (each a single
+operation, bitwise what a per-element branch would give).
+
+The correction list
+-------------------
+Rule: after the update of row ``i`` an entry ``e`` at column ``k`` is
+dropped when ::
+
+    |e| <= (eps / 2) (c_t |S(i, k)| + |z_t(i)|)
+
+``eps`` the machine epsilon of the message dtype: ``e`` is then no larger
+than the rounding error of rebuilding ``c S - z`` itself, so the dropped
+entry is below the resolution of the row's values. A row gains at most one
+entry per iteration; the capacity (entries per row, the same for all rows)
+starts at ``INITIAL_CAPACITY`` and the driver doubles it, up to
+``MAX_CAPACITY``, as soon as one row fills it, so no entry above the
+threshold is ever lost below that bound. At ``MAX_CAPACITY`` a full row
+evicts its smallest entry and records its magnitude in ``evicted``.
+
+Error bound (exact arithmetic, against the same recurrence with unbounded
+lists): a dropped entry's own future is ``e`` times the product of the
+later dampings, so the error it leaves in ``R(i, k)`` never exceeds its
+threshold and decays; a column can be dropped again only after it was the
+arg-maximum again, so over the run ::
+
+    |R_lean(i, k) - R_exact(i, k)| <= tau(i, k) / (1 - d_max) + evicted(i)
+
+with ``tau`` the threshold above (at most ``eps/2`` times the magnitudes
+rebuilding ``R`` adds anyway) and ``evicted(i) = 0`` unless the capacity
+bound was reached. Apart from that, the engine's rounding differs from the
+stored engine's: ``z`` and ``E`` are kept in float64 and ``R`` is rounded
+once when rebuilt instead of after every iteration.
+
+Arrays
+------
+S : ndarray (n, n), C order, float32 or float64. Read only.
+A : ndarray (n, n), dtype of S. Overwritten in place (diagonal complete,
+    off-diagonal pending as in ``messages.py``).
+R_diagonal : ndarray (n,), dtype of S. ``R(k, k)``, updated in place.
+row_offset : ndarray (n,), float64. ``z(i)``.
+correction_columns : ndarray (n, capacity), int32; correction_values :
+    ndarray (n, capacity), float64; correction_count : ndarray (n,), int64.
+    The lists: row ``i`` holds ``correction_count[i]`` entries, in no order.
+Each thread owns whole groups of rows (rows, their list and their scalars),
+so results do not depend on the number of threads.
+
+References
+----------
+B. J. Frey and D. Dueck, "Clustering by Passing Messages Between Data
+Points", Science 315 (2007), 972-976.
+"""
+
+import numba
+import numpy as np
+from numba import prange
+
+from fastap._kernels._jit import parallel_kernel, serial_kernel
+from fastap._kernels.messages import _next_availability, _search_row
+
+INITIAL_CAPACITY = 8
+MAX_CAPACITY = 256
+
+
+# --------------------------------------------------------------------------
+# One row's scalars and list (steps 2-3).
+# --------------------------------------------------------------------------
+
+
+@serial_kernel
+def _add_correction(i, best_index, gap, columns, values, count, evicted):
+    """Add ``gap`` to the entry of column ``best_index`` (inserted if absent;
+    at full capacity the smallest entry makes room and is recorded)."""
+    n_entries = count[i]
+    for m in range(n_entries):
+        if columns[m] == best_index:
+            values[m] += gap
+            return
+    capacity = columns.size
+    if n_entries < capacity:
+        columns[n_entries] = best_index
+        values[n_entries] = gap
+        count[i] = n_entries + 1
+        return
+    smallest = 0
+    for m in range(1, n_entries):
+        if abs(values[m]) < abs(values[smallest]):
+            smallest = m
+    evicted[i] = max(evicted[i], abs(values[smallest]))
+    columns[smallest] = best_index
+    values[smallest] = gap
+
+
+@serial_kernel
+def _update_row_scalars(
+    i, S_row, best_index, best_value, second_value, R_diagonal, row_offset, columns, values,
+    count, evicted, scale, damping, one_minus_damping, resolution,
+):
+    """Step 3 for row ``i``: ``z(i)``, the list and ``R(i, i)``; then the
+    entries below the resolution of the row's values are dropped."""
+    dtype = S_row.dtype.type
+    damping_m = dtype(damping)
+    one_minus_damping_m = dtype(one_minus_damping)
+    subtracted = second_value if best_index == i else best_value
+    R_diagonal[i] = R_diagonal[i] * damping_m + (S_row[i] - subtracted) * one_minus_damping_m
+    offset = damping * row_offset[i] + one_minus_damping * np.float64(best_value)
+    row_offset[i] = offset
+    for m in range(count[i]):
+        values[m] *= damping
+    if best_index != i:
+        gap = one_minus_damping * (np.float64(best_value) - np.float64(second_value))
+        _add_correction(i, best_index, gap, columns, values, count, evicted)
+    m = 0
+    while m < count[i]:
+        k = columns[m]
+        threshold = resolution * (scale * abs(np.float64(S_row[k])) + abs(offset))
+        if abs(values[m]) <= threshold:
+            last = count[i] - 1
+            columns[m] = columns[last]
+            values[m] = values[last]
+            count[i] = last
+        else:
+            m += 1
+
+
+# --------------------------------------------------------------------------
+# Steps 1 and 4 on whole rows.
+# --------------------------------------------------------------------------
+
+
+@serial_kernel
+def _rebuilt(scale, s, offset, correction):
+    """``R(i, k)`` at a list column: ``c S(i, k) - z(i) + E(i, k)``."""
+    return scale * s - offset + correction
+
+
+@serial_kernel
+def _availability_and_values(
+    j, S_row, A_row, col_sum, finish, scale, offset, columns, values, n_entries, damping,
+    one_minus_damping, row_values, saved,
+):
+    """Step 1 for row ``j`` alone."""
+    dtype = S_row.dtype.type
+    zero = dtype(0)
+    if not finish:
+        for k in range(S_row.size):
+            row_values[k] = A_row[k] + S_row[k] + zero
+        return
+    for m in range(n_entries):
+        saved[m] = A_row[columns[m]]
+    diagonal = A_row[j]
+    for k in range(S_row.size):
+        r = scale * S_row[k] - offset
+        a = _next_availability(A_row[k], r, col_sum[k], damping, one_minus_damping, zero)
+        A_row[k] = a
+        row_values[k] = a + S_row[k] + zero
+    _fix_availability_columns(
+        S_row, A_row, col_sum, scale, offset, columns, values, n_entries, damping,
+        one_minus_damping, row_values, saved,
+    )
+    A_row[j] = diagonal
+    row_values[j] = diagonal + S_row[j] + zero
+
+
+@serial_kernel
+def _fix_availability_columns(
+    S_row, A_row, col_sum, scale, offset, columns, values, n_entries, damping,
+    one_minus_damping, row_values, saved,
+):
+    dtype = S_row.dtype.type
+    zero = dtype(0)
+    for m in range(n_entries):
+        k = columns[m]
+        r = _rebuilt(scale, S_row[k], offset, dtype(values[m]))
+        a = _next_availability(dtype(saved[m]), r, col_sum[k], damping, one_minus_damping, zero)
+        A_row[k] = a
+        row_values[k] = a + S_row[k] + zero
+
+
+@serial_kernel
+def _positive_sums(
+    i, S_row, group_sum, scale, offset, columns, values, n_entries, R_diagonal_i, saved_sums
+):
+    """Step 4 for row ``i`` alone."""
+    zero = S_row.dtype.type(0)
+    for m in range(n_entries):
+        saved_sums[m] = group_sum[columns[m]]
+    diagonal_before = group_sum[i]
+    for k in range(S_row.size):
+        group_sum[k] += max(scale * S_row[k] - offset, zero)
+    _fix_sum_columns(i, S_row, group_sum, scale, offset, columns, values, n_entries,
+                     R_diagonal_i, diagonal_before, saved_sums)
+
+
+@serial_kernel
+def _fix_sum_columns(
+    i, S_row, group_sum, scale, offset, columns, values, n_entries, R_diagonal_i,
+    diagonal_before, saved_sums,
+):
+    """Redo step 4 at the list columns (from the sums saved before the loop)
+    and at the diagonal, where ``R(i, i)`` is added unclipped."""
+    dtype = S_row.dtype.type
+    zero = dtype(0)
+    for m in range(n_entries):
+        k = columns[m]
+        r = _rebuilt(scale, S_row[k], offset, dtype(values[m]))
+        group_sum[k] = saved_sums[m] + max(r, zero)
+    group_sum[i] = diagonal_before + R_diagonal_i
+
+
+@serial_kernel
+def _sums_then_next_availability(
+    i, S_row, group_sum, scale, offset, columns, values, n_entries, R_diagonal_i,
+    j, S_next, A_next, col_sum, next_scale, next_offset, next_columns, next_values,
+    next_entries, damping, one_minus_damping, row_values, saved_sums, saved_availability,
+):
+    """Step 4 for row ``i`` fused with step 1 for row ``j = i + 1``: the
+    row of ``S`` in cache is summed while the next one streams in."""
+    zero = S_row.dtype.type(0)
+    for m in range(n_entries):
+        saved_sums[m] = group_sum[columns[m]]
+    diagonal_before = group_sum[i]
+    for m in range(next_entries):
+        saved_availability[m] = A_next[next_columns[m]]
+    next_diagonal = A_next[j]
+    for k in range(S_row.size):
+        group_sum[k] += max(scale * S_row[k] - offset, zero)
+        r = next_scale * S_next[k] - next_offset
+        a = _next_availability(A_next[k], r, col_sum[k], damping, one_minus_damping, zero)
+        A_next[k] = a
+        row_values[k] = a + S_next[k] + zero
+    _fix_sum_columns(i, S_row, group_sum, scale, offset, columns, values, n_entries,
+                     R_diagonal_i, diagonal_before, saved_sums)
+    _fix_availability_columns(
+        S_next, A_next, col_sum, next_scale, next_offset, next_columns, next_values,
+        next_entries, damping, one_minus_damping, row_values, saved_availability,
+    )
+    A_next[j] = next_diagonal
+    row_values[j] = next_diagonal + S_next[j] + zero
+
+
+@serial_kernel
+def _update_rows(
+    first_row, last_row, S, A, col_sum, group_sum, R_diagonal, row_offset, columns, values,
+    count, evicted, finish, previous, current, resolution, row_values, chunk_top, saved,
+):
+    """Steps 1-4 for rows ``[first_row, last_row)``, in order.
+
+    ``previous = (c, d, 1 - d)`` of the last iteration (finishing its
+    availabilities), ``current = (c, d, 1 - d)`` of this one, both float64
+    (the message dtype's values are these rounded).
+    """
+    if first_row >= last_row:
+        return
+    dtype = S.dtype.type
+    previous_scale = dtype(previous[0])
+    previous_damping = dtype(previous[1])
+    previous_one_minus = dtype(previous[2])
+    scale64, damping64, one_minus64 = current
+    scale = dtype(scale64)
+    saved_sums = saved[0]
+    saved_availability = saved[1]
+    _availability_and_values(
+        first_row, S[first_row], A[first_row], col_sum, finish, previous_scale,
+        dtype(row_offset[first_row]), columns[first_row], values[first_row], count[first_row],
+        previous_damping, previous_one_minus, row_values, saved_availability,
+    )
+    for i in range(first_row, last_row):
+        best_index, best_value, second_value = _search_row(row_values, chunk_top)
+        _update_row_scalars(
+            i, S[i], best_index, best_value, second_value, R_diagonal, row_offset, columns[i],
+            values[i], count, evicted, scale64, damping64, one_minus64, resolution,
+        )
+        offset = dtype(row_offset[i])
+        j = i + 1
+        if j < last_row and finish:
+            _sums_then_next_availability(
+                i, S[i], group_sum, scale, offset, columns[i], values[i], count[i],
+                R_diagonal[i], j, S[j], A[j], col_sum, previous_scale, dtype(row_offset[j]),
+                columns[j], values[j], count[j], previous_damping, previous_one_minus,
+                row_values, saved_sums, saved_availability,
+            )
+        else:
+            _positive_sums(
+                i, S[i], group_sum, scale, offset, columns[i], values[i], count[i],
+                R_diagonal[i], saved_sums,
+            )
+            if j < last_row:
+                _availability_and_values(
+                    j, S[j], A[j], col_sum, finish, previous_scale, dtype(row_offset[j]),
+                    columns[j], values[j], count[j], previous_damping, previous_one_minus,
+                    row_values, saved_availability,
+                )
+
+
+@serial_kernel
+def _update_group(
+    group, group_rows, S, A, col_sum, group_sums, R_diagonal, row_offset, columns, values,
+    count, evicted, finish, previous, current, resolution, row_values, chunk_top, saved,
+):
+    n = S.shape[0]
+    group_sum = group_sums[group]
+    group_sum[:] = 0.0
+    _update_rows(
+        group * group_rows, min((group + 1) * group_rows, n), S, A, col_sum, group_sum,
+        R_diagonal, row_offset, columns, values, count, evicted, finish, previous, current,
+        resolution, row_values, chunk_top, saved,
+    )
+
+
+# Arguments shared by the pass kernels
+# ------------------------------------
+# S, A, R_diagonal, row_offset, columns, values, count : see the module docstring.
+# col_sum : ndarray (n,), dtype of S; column sums of Rp of the last pass. Read only.
+# group_sums : ndarray (n_groups, n), float64; receives each group's column
+#     sums of Rp (rows of group g: [g * group_rows, (g + 1) * group_rows)), added
+#     in row order; the caller adds the groups in order (messages.add_group_sums).
+# evicted : ndarray (n,), float64; largest entry evicted from a full list.
+# finish : bool; False while A is complete (first iteration, after a reset).
+# previous, current : see _update_rows.
+# resolution : float64; half the machine epsilon of the dtype of S.
+# row_values : (n_threads, n), dtype of S; chunk_top : (n_threads,
+#     messages.search_chunks(n)), int64; saved : (n_threads, 2, capacity),
+#     float64. Scratch, one row per thread (numba.get_thread_id()).
+
+
+@serial_kernel
+def update_messages_serial(
+    S, A, col_sum, group_sums, R_diagonal, row_offset, columns, values, count, evicted,
+    finish, previous, current, resolution, row_values, chunk_top, saved, group_rows,
+):
+    """One lean pass on one thread (see the shared arguments above)."""
+    for group in range(group_sums.shape[0]):
+        _update_group(
+            group, group_rows, S, A, col_sum, group_sums, R_diagonal, row_offset, columns,
+            values, count, evicted, finish, previous, current, resolution, row_values[0],
+            chunk_top[0], saved[0],
+        )
+
+
+@parallel_kernel
+def update_messages_parallel(
+    S, A, col_sum, group_sums, R_diagonal, row_offset, columns, values, count, evicted,
+    finish, previous, current, resolution, row_values, chunk_top, saved, group_rows,
+):
+    """One lean pass on Numba's threads: each group wholly on one thread, so
+    the result is the serial pass's, bitwise. Call it inside
+    ``numba.parallel_chunksize(1)``: groups are then handed out one at a
+    time (a thread on a shared core does not hold the others up); set here,
+    the chunk size would keep the kernel out of the disk cache."""
+    n_groups = group_sums.shape[0]
+    for group in prange(n_groups):
+        thread = numba.get_thread_id()
+        _update_group(
+            group, group_rows, S, A, col_sum, group_sums, R_diagonal, row_offset, columns,
+            values, count, evicted, finish, previous, current, resolution, row_values[thread],
+            chunk_top[thread], saved[thread],
+        )
+
+
+@serial_kernel
+def finish_iteration(A, R_diagonal, col_sum, col_sum_acc, damping, one_minus_damping, is_exemplar):
+    """Close an iteration in O(n), as ``messages.finish_iteration`` with
+    ``R(k, k)`` read from ``R_diagonal``. Returns ``(n_exemplars, n_changed)``."""
+    n = A.shape[0]
+    n_exemplars = 0
+    n_changed = 0
+    for k in range(n):
+        col_sum[k] = col_sum_acc[k]
+        col_sum_acc[k] = 0.0
+        A[k, k] = A[k, k] * damping - (R_diagonal[k] - col_sum[k]) * one_minus_damping
+        exemplar = A[k, k] + R_diagonal[k] > 0
+        n_exemplars += exemplar
+        n_changed += exemplar != is_exemplar[k]
+        is_exemplar[k] = exemplar
+    return n_exemplars, n_changed
+
+
+# --------------------------------------------------------------------------
+# Whole-matrix operations outside the loop.
+# --------------------------------------------------------------------------
+
+
+@serial_kernel
+def _finish_availability_row(
+    i, S_row, A_row, col_sum, scale, offset, columns, values, n_entries, damping,
+    one_minus_damping, exact,
+):
+    """Off-diagonal availability update of row ``i`` with ``R`` rebuilt
+    (the diagonal is kept). ``exact`` (float64, at least ``n_entries``)
+    is scratch for the list columns, computed first from the old ``A``."""
+    dtype = S_row.dtype.type
+    zero = dtype(0)
+    for m in range(n_entries):
+        k = columns[m]
+        r = _rebuilt(scale, S_row[k], offset, dtype(values[m]))
+        exact[m] = _next_availability(A_row[k], r, col_sum[k], damping, one_minus_damping, zero)
+    diagonal = A_row[i]
+    for k in range(S_row.size):
+        A_row[k] = _next_availability(
+            A_row[k], scale * S_row[k] - offset, col_sum[k], damping, one_minus_damping, zero
+        )
+    for m in range(n_entries):
+        A_row[columns[m]] = dtype(exact[m])
+    A_row[i] = diagonal
+
+
+@parallel_kernel
+def complete_availability(
+    S, A, col_sum, row_offset, columns, values, count, scale, damping, one_minus_damping
+):
+    """Finish the off-diagonal availabilities of the last iteration (as
+    ``messages.complete_availability``, ``R`` rebuilt). Rows are
+    independent; ``scale``, ``damping`` and ``one_minus_damping`` in the
+    dtype of S are those of the last iteration."""
+    dtype = S.dtype.type
+    for i in prange(S.shape[0]):
+        exact = np.empty(columns.shape[1], dtype=np.float64)
+        _finish_availability_row(
+            i, S[i], A[i], col_sum, scale, dtype(row_offset[i]), columns[i], values[i],
+            count[i], damping, one_minus_damping, exact,
+        )
+
+
+@parallel_kernel
+def shift_preference(
+    S, A, col_sum, R_diagonal, row_offset, columns, values, count, delta, finish, scale,
+    damping, one_minus_damping,
+):
+    """Move the messages to preferences ``delta`` (``(n,)``, dtype of S)
+    higher, in place, as ``messages.shift_preference`` does with a stored
+    ``R``: ``R(k, k)`` and ``col_sum(k)`` move by ``delta(k)`` and every
+    ``A(i, k)`` by the change of ``min(0, col_sum(k) - Rp(i, k))``. With
+    ``finish`` the last iteration's off-diagonal availabilities are
+    finished first, row by row in the same pass. The off-diagonal ``R`` does
+    not read ``S``'s diagonal, so the lists and ``z`` stay."""
+    n = S.shape[0]
+    dtype = S.dtype.type
+    zero = dtype(0)
+    for i in prange(n):
+        S_row = S[i]
+        A_row = A[i]
+        offset = dtype(row_offset[i])
+        n_entries = count[i]
+        exact = np.empty(columns.shape[1], dtype=np.float64)
+        if finish:
+            _finish_availability_row(
+                i, S_row, A_row, col_sum, scale, offset, columns[i], values[i], n_entries,
+                damping, one_minus_damping, exact,
+            )
+        for m in range(n_entries):
+            k = columns[i, m]
+            r = _rebuilt(scale, S_row[k], offset, dtype(values[i, m]))
+            target = col_sum[k] - max(r, zero)
+            exact[m] = A_row[k] + (min(target + delta[k], zero) - min(target, zero))
+        diagonal = A_row[i]
+        for k in range(n):
+            target = col_sum[k] - max(scale * S_row[k] - offset, zero)
+            A_row[k] += min(target + delta[k], zero) - min(target, zero)
+        for m in range(n_entries):
+            A_row[columns[i, m]] = dtype(exact[m])
+        A_row[i] = diagonal
+    for k in range(n):
+        R_diagonal[k] += delta[k]
+        col_sum[k] += delta[k]
+
+
+@parallel_kernel
+def materialize_responsibility(S, R_diagonal, row_offset, columns, values, count, scale, R):
+    """Write the whole ``R`` (``(n, n)``, dtype of S) the lean state stands
+    for: ``c S - z + E`` off the diagonal, ``R_diagonal`` on it."""
+    dtype = S.dtype.type
+    for i in prange(S.shape[0]):
+        S_row = S[i]
+        R_row = R[i]
+        offset = dtype(row_offset[i])
+        for k in range(S_row.size):
+            R_row[k] = scale * S_row[k] - offset
+        for m in range(count[i]):
+            k = columns[i, m]
+            R_row[k] = _rebuilt(scale, S_row[k], offset, dtype(values[i, m]))
+        R_row[i] = R_diagonal[i]

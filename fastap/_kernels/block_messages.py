@@ -1,0 +1,287 @@
+"""The message updates on a block of rows, with column sums from outside.
+
+The distributed engine cuts the samples into contiguous row blocks; each
+block holds its rows of ``S``, ``R`` and ``A`` as local ``(b, n)`` arrays
+(local row ``r`` is global row ``row_offset + r``, so its diagonal element
+is column ``row_offset + r``). An iteration needs the column sums of
+``Rp = max(R, 0)`` (``R`` itself on the diagonal) over *all* rows, so the
+single-machine fused pass (``messages.py``) is split in two here:
+
+1. :func:`update_block_rows`: steps 1-3 of ``messages.py`` for every row
+   of the block (finish the previous iteration's off-diagonal
+   availabilities with the previous column sums, search ``A + S``, update
+   ``R``), built from the row helpers of ``messages.py`` itself;
+2. :func:`add_block_positive_parts`: step 4, the block's rows added into
+   running column sums that the previous block handed over, rows in
+   increasing order, so that the totals are added in the single machine's
+   order whatever the blocking:
+
+   - float64 ("ordered"): one float64 running sum per column, rows added
+     0, 1, 2, ... (scikit-learn's order);
+   - float32 ("grouped"): rows form fixed groups of ``group_rows`` (global
+     groups, as ``_engine._group_rows``); a group's rows are added in
+     float64 into ``partial`` from zero, and at the group's last row
+     ``partial`` is added to ``running`` and zeroed. A block boundary may
+     split a group: ``partial`` travels with ``running``.
+
+   Step 4 reads the block's ``R`` a second time (the single machine adds
+   it while the row is in cache): block ``p`` can only add its rows once
+   the running sums of blocks ``0 .. p-1`` have arrived.
+
+3. :func:`finish_block_iteration`: the diagonal availabilities and the
+   exemplar flags of the block's rows, from the totals (``messages.
+   finish_iteration`` restricted to the block).
+
+Damping: the off-diagonal availabilities of an iteration are finished at
+the start of the next pass, so they are finished with the damping that
+iteration ran with (``previous_damping``), while the responsibilities use
+this iteration's, as in ``messages.py``.
+
+All kernels are independent of the thread count: a task owns rows (steps
+1-3) or a range of columns (step 4), never a shared float accumulator.
+
+References
+----------
+B. J. Frey and D. Dueck, "Clustering by Passing Messages Between Data
+Points", Science 315 (2007), 972-976.
+"""
+
+from numba import prange
+
+from fastap._kernels._jit import parallel_kernel, serial_kernel
+from fastap._kernels.messages import (
+    _add_positive_part,
+    _availability_and_values,
+    _finish_availability_row,
+    _responsibility_row,
+    _responsibility_then_next_availability,
+    _search_row,
+)
+
+# Columns per task in step 4: long enough to stream, short enough to split
+# a segment between threads.
+_ADD_CHUNK_COLUMNS = 2048
+
+
+@serial_kernel
+def _update_rows_of_block(
+    first, last, row_offset, S, A, R, col_sum, damping, one_minus_damping, previous_damping,
+    previous_one_minus_damping, finish_previous, row_values, chunk_top,
+):
+    """Steps 1-3 for local rows ``[first, last)``, software-pipelined as
+    ``messages._update_rows`` (step 3 of row ``r`` with step 1 of row ``r + 1``)."""
+    if first >= last:
+        return
+    _availability_and_values(
+        first + row_offset, S[first], A[first], R[first], col_sum, previous_damping,
+        previous_one_minus_damping, finish_previous, row_values,
+    )
+    best_index, best_value, second_value = _search_row(row_values, chunk_top)
+    for r in range(first, last):
+        j = r + 1
+        has_next = j < last
+        if has_next and finish_previous:
+            _responsibility_then_next_availability(
+                S[r], R[r], best_index, best_value, second_value, j + row_offset, S[j], A[j],
+                R[j], col_sum, damping, one_minus_damping, previous_damping,
+                previous_one_minus_damping, row_values,
+            )
+        else:
+            _responsibility_row(
+                S[r], R[r], best_index, best_value, second_value, damping, one_minus_damping
+            )
+            if has_next:
+                _availability_and_values(
+                    j + row_offset, S[j], A[j], R[j], col_sum, previous_damping,
+                    previous_one_minus_damping, finish_previous, row_values,
+                )
+        if has_next:
+            best_index, best_value, second_value = _search_row(row_values, chunk_top)
+
+
+@parallel_kernel
+def update_block_rows(
+    S, A, R, row_offset, col_sum, damping, one_minus_damping, previous_damping,
+    previous_one_minus_damping, finish_previous, row_values, chunk_top,
+):
+    """Steps 1-3 of one iteration for every row of a block.
+
+    Parameters
+    ----------
+    S : ndarray (b, n), C order, float32 or float64
+        The block's rows of the similarities (preferences and noise on the
+        diagonal ``S[r, row_offset + r]``). Read only.
+    A, R : ndarray (b, n), C order, dtype of ``S``
+        The block's messages, overwritten: ``R`` becomes this iteration's
+        responsibilities, ``A`` the previous iteration's availabilities
+        (finished off the diagonal when ``finish_previous``).
+    row_offset : int
+        Global index of the block's first row.
+    col_sum : ndarray (n,), dtype of ``S``
+        Complete column sums of ``Rp`` of the previous iteration. Read only.
+    damping, one_minus_damping : scalars of the dtype of ``S``
+        This iteration's damping (responsibilities).
+    previous_damping, previous_one_minus_damping : scalars of the dtype of ``S``
+        The damping the previous iteration ran with (its availabilities,
+        finished here).
+    finish_previous : bool
+        False on the first iteration (``A`` zero) or when ``A`` is complete.
+    row_values : ndarray (n_tasks, n), dtype of ``S``; chunk_top : (n_tasks, search_chunks(n)), int64
+        Scratch, one row per task; task ``t`` owns a contiguous share of the
+        rows, so the result does not depend on ``n_tasks``.
+    """
+    n_rows = S.shape[0]
+    n_tasks = row_values.shape[0]
+    for task in prange(n_tasks):
+        _update_rows_of_block(
+            task * n_rows // n_tasks, (task + 1) * n_rows // n_tasks, row_offset, S, A, R,
+            col_sum, damping, one_minus_damping, previous_damping, previous_one_minus_damping,
+            finish_previous, row_values[task], chunk_top[task],
+        )
+
+
+@parallel_kernel
+def finish_block_availability(A, R, row_offset, col_sum, damping, one_minus_damping):
+    """Finish the last iteration's off-diagonal availabilities of a block
+    with that iteration's damping (``messages.complete_availability`` on
+    the block's rows). Rows are independent."""
+    for r in prange(A.shape[0]):
+        _finish_availability_row(
+            r + row_offset, A[r], R[r], col_sum, damping, one_minus_damping
+        )
+
+
+@parallel_kernel
+def add_block_positive_parts(
+    R, row_offset, n_samples, column_start, running, partial, group_rows
+):
+    """Step 4: add the block's rows of ``Rp`` into running column sums.
+
+    Parameters
+    ----------
+    R : ndarray (b, n), C order, float32 or float64
+        The block's responsibilities of this iteration. Read only.
+    row_offset, n_samples : int
+        Global index of the block's first row; total number of samples.
+    column_start : int
+        First column of the segment; the segment's length is ``running.size``.
+    running : ndarray (segment,), float64
+        Column sums of the rows before the block (of its complete groups
+        when grouped); updated in place.
+    partial : ndarray (segment,), float64
+        Grouped order only: the sums of the rows of the group that the
+        block's first row belongs to, from the rows before the block.
+        Updated in place (holds the block's last, unfinished group on
+        return; zero when the block ends a group).
+    group_rows : int
+        0 for the ordered (float64) order, else the rows per group.
+
+    Notes
+    -----
+    Each task owns a range of columns and adds the block's rows into them
+    in increasing row order: every sum is added in the single machine's
+    order, for any thread count.
+    """
+    n_rows = R.shape[0]
+    size = running.size
+    n_chunks = max(1, (size + _ADD_CHUNK_COLUMNS - 1) // _ADD_CHUNK_COLUMNS)
+    for chunk in prange(n_chunks):
+        start = chunk * size // n_chunks
+        stop = (chunk + 1) * size // n_chunks
+        running_segment = running[start:stop]
+        partial_segment = partial[start:stop]
+        first_column = column_start + start
+        for r in range(n_rows):
+            i = r + row_offset
+            R_segment = R[r, first_column : column_start + stop]
+            if group_rows == 0:
+                _add_positive_part(i - first_column, R_segment, running_segment)
+            else:
+                _add_positive_part(i - first_column, R_segment, partial_segment)
+                if (i + 1) % group_rows == 0 or i == n_samples - 1:
+                    for k in range(stop - start):
+                        running_segment[k] += partial_segment[k]
+                        partial_segment[k] = 0.0
+
+
+@serial_kernel
+def finish_block_iteration(A, R, row_offset, col_sum, damping, one_minus_damping, is_exemplar):
+    """Diagonal availabilities and exemplar flags of a block's rows.
+
+    ``col_sum`` (n,) holds this iteration's complete column sums, rounded to
+    the dtype of ``A`` (as ``messages.finish_iteration`` rounds them).
+    Sets ``A(k, k) = d A(k, k) - (R(k, k) - col_sum(k)) (1 - d)`` and
+    ``is_exemplar[r] = A(k, k) + R(k, k) > 0`` for ``k = row_offset + r``.
+
+    Returns
+    -------
+    n_exemplars, n_changed : int
+        Among the block's rows; ``n_changed`` against ``is_exemplar`` on entry.
+    """
+    n_exemplars = 0
+    n_changed = 0
+    for r in range(A.shape[0]):
+        k = r + row_offset
+        A[r, k] = A[r, k] * damping - (R[r, k] - col_sum[k]) * one_minus_damping
+        exemplar = A[r, k] + R[r, k] > 0
+        n_exemplars += exemplar
+        n_changed += exemplar != is_exemplar[r]
+        is_exemplar[r] = exemplar
+    return n_exemplars, n_changed
+
+
+@parallel_kernel
+def nearest_exemplar_of_block(S, row_offset, exemplars, labels):
+    """``assign.nearest_exemplar`` on a block: ``labels[r]`` is the position
+    in ``exemplars`` of the most similar one (first maximum); an exemplar's
+    own row gets its own position. Rows are independent."""
+    n_exemplars = exemplars.size
+    for r in prange(S.shape[0]):
+        row = S[r]
+        best = 0
+        best_value = row[exemplars[0]]
+        for e in range(1, n_exemplars):
+            value = row[exemplars[e]]
+            if value > best_value:
+                best_value = value
+                best = e
+        labels[r] = best
+    for e in range(n_exemplars):
+        r = exemplars[e] - row_offset
+        if 0 <= r < S.shape[0]:
+            labels[r] = e
+
+
+@parallel_kernel
+def add_within_cluster_rows(S, row_offset, labels, running):
+    """``assign.within_cluster_column_sums`` on a block: adds, for each
+    column ``j``, ``S[r, j]`` if row ``row_offset + r`` has the label of
+    ``j`` (else zero, as the single machine adds it) into ``running[j]``
+    (dtype of ``S``), rows in increasing order. Tasks own column ranges."""
+    n = running.size
+    zero = S.dtype.type(0)
+    n_chunks = max(1, min(n, (n + _ADD_CHUNK_COLUMNS - 1) // _ADD_CHUNK_COLUMNS))
+    for chunk in prange(n_chunks):
+        start = chunk * n // n_chunks
+        stop = (chunk + 1) * n // n_chunks
+        for r in range(S.shape[0]):
+            row = S[r]
+            label = labels[r + row_offset]
+            for j in range(start, stop):
+                running[j] += row[j] if labels[j] == label else zero
+
+
+@parallel_kernel
+def best_exemplar_similarity_of_block(S, row_offset, exemplars, is_exemplar, best_value):
+    """Each row's term of the net similarity (``assign.net_similarity``):
+    ``S[i, i]`` for an exemplar, else its largest similarity to an exemplar."""
+    for r in prange(S.shape[0]):
+        i = r + row_offset
+        row = S[r]
+        if is_exemplar[i]:
+            best_value[r] = row[i]
+            continue
+        value = row[exemplars[0]]
+        for e in exemplars[1:]:
+            value = max(value, row[e])
+        best_value[r] = value

@@ -1,0 +1,14 @@
+"""Affinity Propagation on a Dask cluster (``pip install "fastap[dask]"``).
+
+>>> from distributed import Client, LocalCluster            # doctest: +SKIP
+>>> from fastap.dask import AffinityPropagation             # doctest: +SKIP
+>>> client = Client(LocalCluster(n_workers=2, threads_per_worker=1))  # doctest: +SKIP
+>>> AffinityPropagation(random_state=0).fit(X).labels_      # doctest: +SKIP
+
+``import fastap`` never imports this package (nor Dask).
+"""
+
+from fastap.dask._cluster import WorkerLostError
+from fastap.dask._estimator import AffinityPropagation
+
+__all__ = ["AffinityPropagation", "WorkerLostError"]

@@ -1,0 +1,258 @@
+"""One row block of the distributed engine: its S, R, A rows and their updates.
+
+A :class:`RowBlock` lives where its rows live: on a Dask worker as an
+actor (``fastap/dask/_cluster.py``), or in this process for the in-process
+stand-in the tests use (``_state.LocalBlocks``). It never imports Dask.
+Every method does a whole step for the block with the kernels of
+``fastap/_kernels/block_messages.py`` and returns only O(n) values; the
+coordination (order of the column sums, convergence) is
+``_state.BlockMessageState``'s.
+"""
+
+import numpy as np
+
+from fastap._resources import numba_threads
+from fastap._kernels import block_messages, messages, noise, setup
+from fastap._kernels._order import bits_view
+
+
+def block_bytes(n_rows, n_samples, dtype):
+    """Bytes a block holds: S, R and A rows plus O(n) vectors and scratch."""
+    itemsize = np.dtype(dtype).itemsize
+    return 3 * n_rows * n_samples * itemsize + 8 * n_samples * itemsize
+
+
+class RowBlock:
+    """Rows ``[first_row, last_row)`` of S, R and A, updated in place.
+
+    Parameters
+    ----------
+    n_samples : int
+    first_row, last_row : int
+    dtype : float32 or float64
+    n_threads : int
+        Numba threads for this block's kernels (results never depend on it).
+    memory_limit : int or None
+        Bytes this process may use (a Dask worker's limit); the block is
+        refused before allocating when it would not fit in 80% of it (Dask
+        pauses a worker there; the blocks are unmanaged memory to Dask).
+    S_rows : ndarray (last_row - first_row, n_samples) or None
+        The block's rows of a precomputed ``S`` (copied), or None to set
+        them later (:meth:`set_similarities`, :meth:`compute_similarities`).
+    """
+
+    def __init__(self, n_samples, first_row, last_row, dtype, n_threads=1, memory_limit=None,
+                 S_rows=None):
+        self.n_samples = int(n_samples)
+        self.first_row = int(first_row)
+        self.last_row = int(last_row)
+        self.dtype = np.dtype(dtype)
+        self.n_threads = max(1, int(n_threads))
+        n_rows = self.last_row - self.first_row
+        needed = block_bytes(n_rows, self.n_samples, self.dtype)
+        if memory_limit and needed > 0.8 * memory_limit:
+            raise MemoryError(
+                f"A block of {n_rows} rows x {self.n_samples} columns in {self.dtype.name} "
+                f"needs about {needed / 2**30:.2f} GiB (S, R and A rows), more than 80% of this "
+                f"worker's memory limit ({memory_limit / 2**30:.2f} GiB). Use more workers, "
+                "workers with more memory, or float32 input."
+            )
+        self.S = None
+        self.R = np.zeros((n_rows, self.n_samples), dtype=self.dtype)
+        self.A = np.zeros((n_rows, self.n_samples), dtype=self.dtype)
+        self.col_sum = np.zeros(self.n_samples, dtype=self.dtype)
+        self.is_exemplar = np.zeros(n_rows, dtype=bool)
+        self.row_values = np.empty((self.n_threads, self.n_samples), dtype=self.dtype)
+        self.chunk_top = np.empty(
+            (self.n_threads, messages.search_chunks(self.n_samples)), dtype=np.int64
+        )
+        if S_rows is not None:
+            self.set_similarities(S_rows)
+
+    # ------------------------------------------------------------------
+    # Similarities and preference.
+    # ------------------------------------------------------------------
+
+    def set_similarities(self, S_rows):
+        """Take a copy of the block's rows of a precomputed ``S`` (the
+        caller's array is never modified)."""
+        S_rows = np.asarray(S_rows)
+        expected = (self.last_row - self.first_row, self.n_samples)
+        if S_rows.shape != expected:
+            raise ValueError(f"Block rows of shape {S_rows.shape}, expected {expected}.")
+        self.S = np.array(S_rows, dtype=self.dtype, order="C", copy=True)
+        if not np.all(np.isfinite(self.S)):
+            raise ValueError("The similarities contain NaN or infinity.")
+        return True
+
+    def compute_similarities(self, X, affinity):
+        """The block's rows of ``S`` from all samples ``X`` (float64 (n, d)).
+
+        ``"euclidean"``: ``-||x_i - x_j||^2`` with the single machine's
+        arithmetic (float64 Gram rows finished by
+        ``setup.negative_squared_distances_from_gram``); ``"cosine"``: unit
+        rows multiplied in float64. BLAS may round a block's product
+        differently from the whole product in the last bit.
+        """
+        from sklearn.preprocessing import normalize
+        from sklearn.utils.extmath import row_norms
+
+        X = np.asarray(X, dtype=np.float64)
+        rows = slice(self.first_row, self.last_row)
+        with numba_threads(self.n_threads):
+            if affinity == "euclidean":
+                gram = X[rows] @ X.T
+                S = gram if self.dtype == np.float64 else np.empty(gram.shape, self.dtype)
+                setup.negative_squared_distances_from_gram(
+                    gram, row_norms(X, squared=True), self.first_row, S
+                )
+            elif affinity == "cosine":
+                unit = normalize(X, copy=True)
+                S = (unit[rows] @ unit.T).astype(self.dtype, copy=False)
+            else:
+                raise ValueError(f"Unknown affinity {affinity!r}.")
+        self.S = np.ascontiguousarray(S)
+        return True
+
+    def digit_histogram(self, prefix, shift):
+        """16-bit digit histogram of the block's keys (radix selection)."""
+        with numba_threads(self.n_threads):
+            return setup._digit_histogram(bits_view(self.S), prefix, shift, self.n_threads)
+
+    def count_not_above_and_next(self, key):
+        """Number of keys <= ``key`` and the smallest key above it."""
+        bits = bits_view(self.S)
+        with numba_threads(self.n_threads):
+            return setup._count_not_above_and_next(bits, bits.dtype.type(key), self.n_threads)
+
+    def place_preference(self, preference_rows):
+        """Preferences on the block's part of the diagonal (no noise yet)."""
+        diagonal = np.arange(self.first_row, self.last_row)
+        self.S[diagonal - self.first_row, diagonal] = preference_rows
+        return True
+
+    def off_diagonal_all_equal(self, value):
+        """True when every off-diagonal entry of the block equals ``value``."""
+        off_diagonal = np.ones(self.S.shape, dtype=bool)
+        rows = np.arange(self.S.shape[0])
+        off_diagonal[rows, rows + self.first_row] = False
+        return bool(np.all(self.S[off_diagonal] == value))
+
+    def add_noise(self, seed):
+        """The counter noise on every entry (after the preferences)."""
+        info = np.finfo(self.dtype)
+        with numba_threads(self.n_threads):
+            noise.add_counter_noise(self.S, self.first_row, seed, info.eps, info.tiny * 100)
+        return True
+
+    def set_preference(self, preference_rows, seed):
+        """A new preference with its noise on the diagonal, bitwise as
+        :meth:`place_preference` then :meth:`add_noise` would give it."""
+        info = np.finfo(self.dtype)
+        noise.set_block_diagonal(
+            self.S, self.first_row, np.asarray(preference_rows, dtype=np.float64), seed,
+            info.eps, info.tiny * 100,
+        )
+        return True
+
+    # ------------------------------------------------------------------
+    # One iteration, in three calls (see block_messages.py).
+    # ------------------------------------------------------------------
+
+    def update(self, damping, one_minus_damping, previous_damping, previous_one_minus_damping,
+               finish_previous):
+        """Steps 1-3 for the block's rows; the previous iteration's
+        availabilities are finished with the damping it ran with."""
+        with numba_threads(self.n_threads):
+            block_messages.update_block_rows(
+                self.S, self.A, self.R, self.first_row, self.col_sum, damping,
+                one_minus_damping, previous_damping, previous_one_minus_damping,
+                finish_previous, self.row_values, self.chunk_top,
+            )
+        return True
+
+    def add_positive_parts(self, column_start, running, partial, group_rows):
+        """Step 4 on one column segment; returns the updated ``(running, partial)``."""
+        running = np.array(running, dtype=np.float64, copy=True)
+        partial = np.array(partial, dtype=np.float64, copy=True)
+        with numba_threads(self.n_threads):
+            block_messages.add_block_positive_parts(
+                self.R, self.first_row, self.n_samples, column_start, running, partial,
+                group_rows,
+            )
+        return running, partial
+
+    def finish(self, col_sum, damping, one_minus_damping):
+        """Diagonal availabilities and exemplar flags from the complete sums.
+
+        Returns the block's flags (a copy) and its ``n_changed``.
+        """
+        self.col_sum[:] = col_sum
+        _, n_changed = block_messages.finish_block_iteration(
+            self.A, self.R, self.first_row, self.col_sum, damping, one_minus_damping,
+            self.is_exemplar,
+        )
+        return self.is_exemplar.copy(), n_changed
+
+    def complete_availability(self, damping, one_minus_damping):
+        with numba_threads(self.n_threads):
+            block_messages.finish_block_availability(
+                self.A, self.R, self.first_row, self.col_sum, damping, one_minus_damping
+            )
+        return True
+
+    def reset(self):
+        if self.R is None:  # released
+            self.R = np.zeros_like(self.S)
+            self.A = np.zeros_like(self.S)
+        self.R[:] = 0
+        self.A[:] = 0
+        self.col_sum[:] = 0
+        self.is_exemplar[:] = False
+        return True
+
+    def messages(self):
+        return self.R.copy(), self.A.copy()
+
+    def release(self):
+        """Free R and A (the similarities stay, for the assignment)."""
+        self.R = self.A = None
+        return True
+
+    # ------------------------------------------------------------------
+    # Clusters from exemplars (scikit-learn's refinement, by blocks).
+    # ------------------------------------------------------------------
+
+    def nearest_exemplar(self, exemplars):
+        labels = np.empty(self.last_row - self.first_row, dtype=np.intp)
+        with numba_threads(self.n_threads):
+            block_messages.nearest_exemplar_of_block(
+                self.S, self.first_row, np.asarray(exemplars, dtype=np.intp), labels
+            )
+        return labels
+
+    def add_within_cluster_rows(self, labels, running):
+        running = np.array(running, dtype=self.dtype, copy=True)
+        with numba_threads(self.n_threads):
+            block_messages.add_within_cluster_rows(
+                self.S, self.first_row, np.asarray(labels, dtype=np.intp), running
+            )
+        return running
+
+    def best_exemplar_similarity(self, exemplars, is_exemplar):
+        values = np.empty(self.last_row - self.first_row, dtype=np.float64)
+        with numba_threads(self.n_threads):
+            block_messages.best_exemplar_similarity_of_block(
+                self.S, self.first_row, np.asarray(exemplars, dtype=np.intp),
+                np.asarray(is_exemplar, dtype=bool), values,
+            )
+        return values
+
+    def exemplar_rows(self, rows):
+        """Similarities of the given global rows (all in this block)."""
+        return self.S[np.asarray(rows, dtype=np.intp) - self.first_row].copy()
+
+    def memory_bytes(self):
+        """Bytes held by the block's arrays."""
+        arrays = (self.S, self.R, self.A, self.col_sum, self.row_values, self.chunk_top)
+        return int(sum(a.nbytes for a in arrays if a is not None))

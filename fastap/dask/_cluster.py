@@ -1,0 +1,148 @@
+"""Row blocks on Dask workers: one actor per block, called directly.
+
+Mechanism, chosen by measurement (2-vCPU VM, ``LocalCluster`` with 2 worker
+processes x 1 thread, distributed 2026.8.0; ``/work/shared/
+DISTRIBUTED-NOTES.md`` and ``asv_benchmarks/dask_report.py``):
+
+- **Actors** (``client.submit(RowBlock, ..., actor=True, workers=[w])``):
+  a method call goes from the client to the worker holding the block,
+  skipping the scheduler: 1-2 ms on a quiet machine (8-9 ms measured here
+  under a load of 3-4 other processes), and the state is mutated in place.
+  An iteration needs 2 + (P - 1) + segments rounds of calls, so latency
+  stays below 10% of an iteration's work from N ~ 4,000 dense.
+- **Pinned tasks** with state kept on the worker cost 17-32 ms per round
+  (the scheduler plans every task), assume tasks are pure (a retry would
+  apply an update twice) and hang after a worker restart
+  (dask/distributed#8320). ``Client.run`` goes through the scheduler too.
+
+Actors have no resilience: a lost worker loses its block. That is fine
+for AP (deterministic: a rerun gives the same result), so a lost worker is
+turned into a clear error at once (:class:`WorkerLostError`), never a hang.
+No checkpoints of R and A are taken (a fit restarts from zero messages).
+
+Numba threads inside workers: every call on a worker's actors runs on the
+worker's single actor thread, so Numba's default ``workqueue`` layer (which
+aborts on concurrent launches from two threads) never sees two at once,
+even with two fits sharing a worker. Each block's kernels use as many Numba
+threads as its worker has Dask threads (``nthreads``); with 1 thread per
+worker (the tested set-up) every kernel runs on one core. Results never
+depend on the thread count. Workers started with
+``NUMBA_THREADING_LAYER=omp`` (OpenMP is installed with Numba's wheels)
+remain safe if other Numba tasks share the worker.
+"""
+
+import numpy as np
+
+from fastap.dask._block import RowBlock
+
+
+class WorkerLostError(RuntimeError):
+    """A Dask worker holding a block of the fit was lost mid-fit."""
+
+
+def _lost_message(p, bounds, reason):
+    return (
+        f"The Dask worker holding rows {bounds[p]}-{bounds[p + 1] - 1} (block {p}) of the "
+        f"affinity propagation fit was lost ({reason}). Its similarities and messages lived "
+        "only there (Dask actors are not resilient). Affinity propagation is deterministic: "
+        "fitting again on the remaining or new workers gives the same result."
+    )
+
+
+class ActorBlocks:
+    """The transport of ``BlockMessageState`` to RowBlock actors.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    actor_futures : list of distributed.Future
+        Futures of the actors (kept so the actors live as long as this).
+    bounds : ndarray (P + 1,)
+    timeout : float or None
+        Seconds a single call may take before the fit is abandoned (None:
+        no limit; a lost worker is detected without it).
+    """
+
+    def __init__(self, client, actor_futures, bounds, timeout=None):
+        self.client = client
+        self.actor_futures = list(actor_futures)
+        self.actors = [future.result() for future in self.actor_futures]
+        self.bounds = bounds
+        self.timeout = timeout
+
+    def __len__(self):
+        return len(self.actors)
+
+    def call(self, p, method, *args):
+        try:
+            future = getattr(self.actors[p], method)(*args)
+        except RuntimeError as error:  # the actor's future already failed
+            raise WorkerLostError(_lost_message(p, self.bounds, error)) from error
+        return _CheckedFuture(future, p, self)
+
+    def results(self, futures):
+        return [future.result() for future in futures]
+
+    def close(self):
+        """Let the actors go (their blocks are freed on the workers)."""
+        for future in self.actor_futures:
+            future.release()
+        self.actor_futures = []
+        self.actors = []
+
+
+class _CheckedFuture:
+    """An actor future whose failures name the block and what to do."""
+
+    def __init__(self, future, p, blocks):
+        self.future = future
+        self.p = p
+        self.blocks = blocks
+
+    def result(self, timeout=None):
+        timeout = self.blocks.timeout if timeout is None else timeout
+        try:
+            return self.future.result(timeout=timeout)
+        except OSError as error:
+            raise WorkerLostError(_lost_message(self.p, self.blocks.bounds, error)) from error
+        except TimeoutError as error:
+            raise WorkerLostError(
+                _lost_message(self.p, self.blocks.bounds, f"no answer within {timeout} s")
+            ) from error
+
+
+def start_blocks(client, bounds, dtype, workers=None, row_chunks=None, timeout=None):
+    """One RowBlock actor per block, block ``p`` on ``workers[p]`` (default:
+    the cluster's workers in turn).
+
+    ``row_chunks`` (futures of the blocks' rows of a precomputed ``S``,
+    already on the workers) are handed to the actors where they live. Each
+    block checks its size against its worker's memory limit before
+    allocating; a refusal raises MemoryError here.
+    """
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    if not info:
+        raise RuntimeError("The Dask cluster has no workers.")
+    n_blocks = len(bounds) - 1
+    if workers is None:
+        addresses = sorted(info)
+        workers = [addresses[p % len(addresses)] for p in range(n_blocks)]
+    n_samples = int(bounds[-1])
+    futures = []
+    for p in range(n_blocks):
+        worker = workers[p]
+        futures.append(
+            client.submit(
+                RowBlock, n_samples, int(bounds[p]), int(bounds[p + 1]), np.dtype(dtype),
+                n_threads=int(info[worker].get("nthreads", 1)),
+                memory_limit=info[worker].get("memory_limit") or None,
+                S_rows=None if row_chunks is None else row_chunks[p],
+                actor=True, workers=[worker], allow_other_workers=False, pure=False,
+            )
+        )
+    try:
+        return ActorBlocks(client, futures, bounds, timeout)
+    except MemoryError:
+        for future in futures:
+            future.release()
+        raise

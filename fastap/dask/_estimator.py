@@ -1,0 +1,333 @@
+"""``fastap.dask.AffinityPropagation``: the estimator on a Dask cluster.
+
+As the Dask interfaces of LightGBM and XGBoost: the single-machine
+estimator's parameters plus ``client`` and a partitioning option; ``fit``
+takes a NumPy array or a row-chunked dask array; the fitted attributes are
+NumPy arrays on the client; ``predict`` is the single machine's.
+"""
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, validate_data
+
+from numbers import Integral, Real
+
+from fastap import _run
+from fastap._estimator import AffinityPropagation as _SingleMachineAffinityPropagation
+from fastap._kernels.noise import counter_noise_seed
+from fastap._similarity import check_square, similarity_dtype, validated_preference
+from fastap.dask._cluster import start_blocks
+from fastap.dask._state import (
+    _SEGMENT_COLUMNS,
+    BlockMessageState,
+    even_bounds,
+    median_of_blocks,
+    place_preference,
+)
+
+_SKLEARN_NOISE_MESSAGE = (
+    "noise='sklearn' draws scikit-learn's degeneracy noise as one serial RandomState stream "
+    "over the N x N similarities, which cannot be drawn block by block on the workers "
+    "without replaying the whole stream on each. The distributed engine uses noise='counter' "
+    "(a pure function of (random_state, i, k)); fastap.AffinityPropagation(noise='counter') "
+    "gives bitwise the same result on one machine."
+)
+
+
+def _is_dask_array(X):
+    try:
+        import dask.array as da
+    except ImportError:  # pragma: no cover - fastap.dask needs dask
+        return False
+    return isinstance(X, da.Array)
+
+
+class AffinityPropagation(_SingleMachineAffinityPropagation):
+    """Affinity Propagation on a Dask cluster: exact, not an approximation.
+
+    The samples are cut into contiguous row blocks, one per worker (or
+    ``n_blocks``); each worker holds its block's rows of the similarities
+    ``S`` and the messages ``R`` and ``A`` (three ``n_rows x N`` arrays) in
+    a Dask actor and updates them in place with fastap's kernels. One
+    iteration exchanges O(N) values: the column sums of ``max(R, 0)`` pass
+    from block to block in a fixed order, so the result does not depend on
+    the number of blocks, and with ``random_state`` fixed it is bitwise the
+    result of ``fastap.AffinityPropagation(noise="counter")`` on one machine
+    (on the same ``S``; from features, BLAS may round a block's product in
+    the last bit differently).
+
+    Parameters
+    ----------
+    damping, max_iter, convergence_iter, copy, preference, affinity, verbose, \
+random_state, record_history, callback, callback_every
+        As in :class:`fastap.AffinityPropagation`. ``affinity`` is
+        ``"euclidean"``, ``"cosine"`` or ``"precomputed"``.
+    n_jobs, preference_quantile, n_clusters, warm_start, keep_messages, \
+n_neighbors, metric, merge_fragments
+        Accepted for compatibility; the distributed engine supports only
+        their defaults (None / False) and says so otherwise.
+    noise : {"counter"}, default="counter"
+        The degeneracy noise (see :mod:`fastap._kernels.noise`); the
+        single machine's serial ``"sklearn"`` stream is not available here.
+    client : distributed.Client, default=None
+        None: the current client (``distributed.get_client()``).
+    n_blocks : int, default=None
+        Row blocks (None: one per worker; for a precomputed dask array, its
+        row chunks). Blocks are placed on the workers in turn.
+    segment_columns : int, default=65536
+        Longest column segment of the column-sum pipeline.
+    timeout : float, default=None
+        Seconds any one call to a block may take before the fit is
+        abandoned with an error (None: no limit; a lost worker is reported
+        at once without it).
+
+    Attributes
+    ----------
+    cluster_centers_indices_, labels_, n_iter_, converged_, preference_, \
+damping_, cluster_centers_, n_features_in_, history_
+        As in :class:`fastap.AffinityPropagation`, NumPy arrays on the
+        client (``labels_`` is 8 bytes per sample: 0.8 GB at 10**8).
+        ``affinity_matrix_`` is not kept: ``S`` lives on the workers only
+        during the fit.
+    n_blocks_ : int
+        Row blocks the fit used.
+
+    Notes
+    -----
+    Memory: each worker holds ``3 * n_rows * N * itemsize`` bytes for its
+    blocks (checked against its memory limit before allocating), the
+    client O(N) (plus ``X`` for features, sent to every worker).
+    """
+
+    _parameter_constraints: dict = {
+        **_SingleMachineAffinityPropagation._parameter_constraints,
+        "affinity": [StrOptions({"euclidean", "precomputed", "cosine"})],
+        "noise": [StrOptions({"counter", "sklearn"})],
+        "client": [None, "no_validation"],
+        "n_blocks": [Interval(Integral, 1, None, closed="left"), None],
+        "segment_columns": [Interval(Integral, 1, None, closed="left")],
+        "timeout": [Interval(Real, 0, None, closed="neither"), None],
+    }
+
+    def __init__(
+        self,
+        *,
+        damping=0.5,
+        max_iter=200,
+        convergence_iter=15,
+        copy=True,
+        preference=None,
+        affinity="euclidean",
+        verbose=False,
+        random_state=None,
+        n_jobs=None,
+        preference_quantile=None,
+        n_clusters=None,
+        warm_start=False,
+        keep_messages=False,
+        record_history=False,
+        callback=None,
+        callback_every=1,
+        n_neighbors=30,
+        metric="euclidean",
+        merge_fragments="auto",
+        noise="counter",
+        client=None,
+        n_blocks=None,
+        segment_columns=_SEGMENT_COLUMNS,
+        timeout=None,
+    ):
+        self.damping = damping
+        self.max_iter = max_iter
+        self.convergence_iter = convergence_iter
+        self.copy = copy
+        self.preference = preference
+        self.affinity = affinity
+        self.verbose = verbose
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.preference_quantile = preference_quantile
+        self.n_clusters = n_clusters
+        self.warm_start = warm_start
+        self.keep_messages = keep_messages
+        self.record_history = record_history
+        self.callback = callback
+        self.callback_every = callback_every
+        self.n_neighbors = n_neighbors
+        self.metric = metric
+        self.merge_fragments = merge_fragments
+        self.noise = noise
+        self.client = client
+        self.n_blocks = n_blocks
+        self.segment_columns = segment_columns
+        self.timeout = timeout
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
+
+    def _check_distributed_options(self):
+        if self.noise == "sklearn":
+            raise ValueError(_SKLEARN_NOISE_MESSAGE)
+        unsupported = {
+            "preference_quantile": self.preference_quantile is not None,
+            "n_clusters": self.n_clusters is not None,
+            "warm_start": self.warm_start,
+            "keep_messages": self.keep_messages,
+        }
+        for name, used in unsupported.items():
+            if used:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} is not available in the distributed engine "
+                    "(fastap.dask); use fastap.AffinityPropagation on one machine."
+                )
+
+    def _get_client(self):
+        if self.client is not None:
+            return self.client
+        from distributed import get_client
+
+        try:
+            return get_client()
+        except ValueError as error:
+            raise ValueError(
+                "No Dask client: pass client=... or create one first, e.g. "
+                "distributed.Client(distributed.LocalCluster())."
+            ) from error
+
+    def fit(self, X, y=None):
+        """Fit the clustering on the cluster.
+
+        Parameters
+        ----------
+        X : array-like or dask array of shape (n_samples, n_features), or \
+(n_samples, n_samples) with ``affinity="precomputed"``
+            Samples, or similarities. A dask array of samples is computed
+            to the client (N x n_features) and sent to every worker; a
+            dask array of similarities stays on the workers: its row chunks
+            become the blocks (rechunked to whole rows, or to ``n_blocks``).
+        y : Ignored
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        self._check_distributed_options()
+        client = self._get_client()
+        blocks, bounds, dtype, X_features = self._start(client, X)
+        try:
+            n_samples = int(bounds[-1])
+            preference = self._preference_on(blocks, n_samples, dtype)
+            place_preference(blocks, bounds, preference, dtype)
+            state = BlockMessageState(
+                blocks, bounds, dtype, preference, 0.5 if self.damping == "auto" else self.damping,
+                counter_noise_seed(self.random_state), segment_columns=self.segment_columns,
+            )
+            options = _run.RunOptions(
+                damping=0.5 if self.damping == "auto" else self.damping,
+                adaptive_damping=self.damping == "auto",
+                max_iter=self.max_iter,
+                convergence_iter=self.convergence_iter,
+                verbose=self.verbose,
+                record_history=self.record_history,
+                keep_messages=False,
+                callback=self.callback,
+                callback_every=self.callback_every,
+            )
+            result = _run.run(state, options)
+        finally:
+            blocks.close()
+
+        self.cluster_centers_indices_ = result.cluster_centers_indices
+        self.labels_ = result.labels
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.preference_ = preference[()] if np.ndim(preference) == 0 else preference
+        self.damping_ = result.damping
+        self.n_blocks_ = len(bounds) - 1
+        self._set_optional("history_", result.history)
+        for name in ("preference_search_", "membership_confidence_", "responsibility_",
+                     "availability_", "affinity_matrix_"):
+            self._set_optional(name, None)
+        if X_features is None:
+            self._set_optional("cluster_centers_", None)
+        else:
+            self.cluster_centers_ = X_features[self.cluster_centers_indices_].copy()
+        return self
+
+    def _start(self, client, X):
+        """Blocks on the workers holding their rows of ``S``:
+        ``(blocks, bounds, dtype, X)`` (``X`` validated features, or None)."""
+        if self.affinity == "precomputed" and _is_dask_array(X):
+            return self._start_from_dask_similarities(client, X)
+        if _is_dask_array(X):
+            X = X.compute()
+        if self.affinity == "precomputed":
+            check_square(np.shape(X))
+            S = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
+            check_square(S.shape)
+            dtype = similarity_dtype(S.dtype)
+            bounds = self._bounds(S.shape[0], client)
+            blocks = start_blocks(client, bounds, dtype, timeout=self.timeout)
+            blocks.results([
+                blocks.call(p, "set_similarities", S[bounds[p]:bounds[p + 1]])
+                for p in range(len(blocks))
+            ])
+            return blocks, bounds, dtype, None
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        dtype = similarity_dtype(X.dtype)
+        bounds = self._bounds(X.shape[0], client)
+        blocks = start_blocks(client, bounds, dtype, timeout=self.timeout)
+        features = np.asarray(X, dtype=np.float64)
+        blocks.results([
+            blocks.call(p, "compute_similarities", features, self.affinity)
+            for p in range(len(blocks))
+        ])
+        return blocks, bounds, dtype, X
+
+    def _bounds(self, n_samples, client):
+        n_blocks = self.n_blocks or len(client.scheduler_info(n_workers=-1)["workers"])
+        return even_bounds(n_samples, max(1, n_blocks))
+
+    def _start_from_dask_similarities(self, client, S):
+        from dask.core import flatten
+        from distributed import Future
+
+        check_square(S.shape)
+        if S.ndim != 2 or S.shape[0] == 0:
+            raise ValueError(f"Expected a 2-d array of similarities, got shape {S.shape}.")
+        dtype = similarity_dtype(S.dtype)
+        n_samples = S.shape[0]
+        if self.n_blocks is not None:
+            bounds = even_bounds(n_samples, self.n_blocks)
+            S = S.rechunk((tuple(np.diff(bounds)), (n_samples,)))
+        else:
+            S = S.rechunk({1: -1})
+            bounds = np.r_[0, np.cumsum(S.chunks[0])].astype(np.int64)
+        S = client.persist(S)
+        keys = list(flatten(S.__dask_keys__()))
+        futures = [Future(key, client) for key in keys]
+        client.wait_for_workers(1)
+        from distributed import wait
+
+        wait(futures)
+        who_has = client.who_has(futures)
+        workers = [sorted(who_has[future.key])[0] for future in futures]
+        self.n_features_in_ = n_samples
+        blocks = start_blocks(
+            client, bounds, dtype, workers=workers, row_chunks=futures, timeout=self.timeout
+        )
+        return blocks, bounds, dtype, None
+
+    def _preference_on(self, blocks, n_samples, dtype):
+        if self.preference is None:
+            return np.asarray(median_of_blocks(blocks, n_samples, dtype))
+        return validated_preference(self.preference, n_samples, dtype)
+
+    def exemplar_hierarchy(self, self_similarity=None):
+        raise NotImplementedError(
+            "exemplar_hierarchy needs the similarity matrix, which the distributed engine does "
+            "not keep on the client; fit fastap.AffinityPropagation on one machine for it."
+        )

@@ -1,0 +1,358 @@
+"""The message state of the distributed engine, over row blocks anywhere.
+
+:class:`BlockMessageState` implements the run loop's message-state protocol
+(``fastap/_run.py``) over P row blocks
+(:class:`fastap.dask._block.RowBlock`). It talks to them through a
+*transport* with two operations, ``call(p, method, *args)`` returning a
+future (``.result()``), and ``len()``: :class:`LocalBlocks` calls blocks in
+this process (the stand-in the tests run with P in {1, 2, 3, 7}), and
+``fastap.dask._cluster.ActorBlocks`` calls Dask actors. The state is the
+same code in both cases.
+
+One iteration
+-------------
+1. every block runs steps 1-3 on its rows (in parallel);
+2. the column sums of ``max(R, 0)`` travel block 0 -> 1 -> ... -> P-1 in
+   column segments, each block adding its rows into the running sums
+   (a pipeline: block p works on segment c while block p-1 works on c+1);
+   the sums are thus added in the single machine's order whatever P;
+3. the totals, rounded to the message dtype, go to every block, which
+   finishes its diagonal availabilities and returns its exemplar flags.
+
+Bytes per iteration: ``8 n`` (float64) or ``16 n`` (float32: running and
+partial group sums) per hop, P - 1 hops plus the return to the client, and
+``itemsize * n`` to each block in step 3; plus ``n`` flag bytes back.
+"""
+
+import numpy as np
+
+from fastap._dense import _group_rows
+from fastap._kernels.setup import _RADIX_BITS, _RADIX_SIZE, _key_to_value, _middle_mean
+
+# Columns per segment of the column-sum pipeline: small enough that block
+# p + 1 starts soon after block p, large enough that a call's latency
+# (about 1-2 ms for a Dask actor) is small against the work it carries.
+_SEGMENT_COLUMNS = 1 << 16
+
+
+class _Done:
+    """A result already computed (the in-process transport's future)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self, timeout=None):
+        return self.value
+
+
+class LocalBlocks:
+    """In-process stand-in for the cluster: RowBlock objects called directly."""
+
+    def __init__(self, blocks):
+        self.blocks = list(blocks)
+
+    def __len__(self):
+        return len(self.blocks)
+
+    def call(self, p, method, *args):
+        return _Done(getattr(self.blocks[p], method)(*args))
+
+    def results(self, futures):
+        return [future.result() for future in futures]
+
+
+def even_bounds(n_samples, n_blocks):
+    """Row bounds of ``n_blocks`` contiguous blocks of nearly equal size."""
+    n_blocks = max(1, min(int(n_blocks), n_samples))
+    return np.array([p * n_samples // n_blocks for p in range(n_blocks + 1)], dtype=np.int64)
+
+
+def column_segments(n_samples, n_blocks, segment_columns=_SEGMENT_COLUMNS):
+    """Column segments of the pipeline: at least ``2 (P - 1)`` when P > 1,
+    so the blocks overlap, each at most ``segment_columns`` long."""
+    n_segments = max(-(-n_samples // segment_columns), 2 * (n_blocks - 1), 1)
+    n_segments = min(n_segments, n_samples)
+    edges = [c * n_samples // n_segments for c in range(n_segments + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+class BlockMessageState:
+    """Affinity Propagation's messages over row blocks (see the module notes).
+
+    Parameters
+    ----------
+    blocks : LocalBlocks or ActorBlocks
+        The transport to P blocks holding their rows of ``S`` with the
+        preferences on the diagonal (:func:`place_preference`), no noise yet
+        (:meth:`prepare` adds it).
+    bounds : ndarray (P + 1,)
+        Row bounds of the blocks.
+    dtype : float32 or float64
+    preference : ndarray, 0-d or (n_samples,), of ``dtype``
+        The preference on the diagonal.
+    damping : float
+    seed : int
+        The counter noise's seed.
+    segment_columns : int
+        Longest column segment of the pipeline.
+    """
+
+    def __init__(self, blocks, bounds, dtype, preference, damping, seed,
+                 segment_columns=_SEGMENT_COLUMNS):
+        self.blocks = blocks
+        self.bounds = np.asarray(bounds, dtype=np.int64)
+        self.n_samples = int(self.bounds[-1])
+        self.dtype = np.dtype(dtype)
+        self.preference = np.asarray(preference, dtype=self.dtype)
+        self.seed = int(seed)
+        self.is_exemplar = np.zeros(self.n_samples, dtype=bool)
+        # float64 follows scikit-learn's order of the column sums; float32
+        # adds them by the single machine's fixed groups of rows.
+        self.group_rows = 0 if self.dtype == np.float64 else _group_rows(self.n_samples)
+        self.segments = column_segments(self.n_samples, len(blocks), segment_columns)
+        # The last iteration's off-diagonal availabilities are finished at
+        # the start of the next pass, with the damping that iteration ran
+        # with (last_damping); False while A is complete.
+        self.availability_pending = False
+        self.set_damping(damping)
+        self.n_iter = 0
+
+    # ------------------------------------------------------------------
+    # Damping.
+    # ------------------------------------------------------------------
+
+    def set_damping(self, damping):
+        """Use ``damping`` from the next iteration on."""
+        dtype = self.dtype.type
+        self.damping = float(damping)
+        # As the single machine: 1 - d in float64 first, then rounded.
+        self._pair = (dtype(damping), dtype(1 - damping))
+        if not self.availability_pending:
+            self.last_damping, self._last_pair = self.damping, self._pair
+
+    @property
+    def damping_value(self):
+        """The damping as a float (the name the single machine's loop reads)."""
+        return self.damping
+
+    # ------------------------------------------------------------------
+    # Set-up.
+    # ------------------------------------------------------------------
+
+    def equal_similarities(self):
+        """scikit-learn's degenerate case: None, or whether the preference
+        beats the common similarity (one sample: False)."""
+        n = self.n_samples
+        if n == 1:
+            return False
+        if not np.all(self.preference == self.preference.flat[0]):
+            return None
+        first_row = self.blocks.call(0, "exemplar_rows", [0]).result()[0]
+        common = first_row[1]
+        if not all(self._call_all("off_diagonal_all_equal", common)):
+            return None
+        return bool(self.preference.flat[0] > first_row[n - 1])
+
+    def prepare(self):
+        """The counter noise on every block's similarities; zero messages."""
+        self._call_all("add_noise", self.seed)
+        self.reset()
+
+    # ------------------------------------------------------------------
+    # One iteration.
+    # ------------------------------------------------------------------
+
+    def _call_all(self, method, *args):
+        futures = [self.blocks.call(p, method, *args) for p in range(len(self.blocks))]
+        return self.blocks.results(futures)
+
+    def _column_sums(self):
+        """Step 2: the column sums of Rp added block after block, by segment."""
+        P = len(self.blocks)
+        futures = [
+            self.blocks.call(
+                0, "add_positive_parts", start, np.zeros(stop - start), np.zeros(stop - start),
+                self.group_rows,
+            )
+            for start, stop in self.segments
+        ]
+        for p in range(1, P):
+            futures = [
+                self.blocks.call(p, "add_positive_parts", start, *previous, self.group_rows)
+                for (start, _), previous in zip(self.segments, self.blocks.results(futures))
+            ]
+        totals = np.empty(self.n_samples, dtype=np.float64)
+        for (start, stop), (running, _) in zip(self.segments, self.blocks.results(futures)):
+            totals[start:stop] = running
+        return totals
+
+    def iterate(self):
+        """Run one iteration; return ``(n_exemplars, n_changed)``."""
+        damping, one_minus_damping = self._pair
+        self._call_all("update", *self._pair, *self._last_pair, self.availability_pending)
+        col_sum = self._column_sums().astype(self.dtype)
+        finished = self._call_all("finish", col_sum, damping, one_minus_damping)
+        self.is_exemplar = np.concatenate([flags for flags, _ in finished])
+        n_changed = int(sum(changed for _, changed in finished))
+        self.availability_pending = True
+        self.last_damping, self._last_pair = self.damping, self._pair
+        self.n_iter += 1
+        return int(np.count_nonzero(self.is_exemplar)), n_changed
+
+    def complete_availability(self):
+        """Bring ``A`` off the diagonal to the end of the last iteration."""
+        if self.availability_pending:
+            self._call_all("complete_availability", *self._last_pair)
+            self.availability_pending = False
+
+    # ------------------------------------------------------------------
+    # Preference, reset, messages.
+    # ------------------------------------------------------------------
+
+    def _rows_of(self, values, p):
+        return values[self.bounds[p]:self.bounds[p + 1]]
+
+    def set_preference(self, preference, *, shift_messages):
+        """A new preference with its noise on the diagonal, bitwise as a
+        fresh set-up with it. ``shift_messages=True`` (carrying the messages
+        over, the warm steps of an ``n_clusters`` search) is not available
+        on blocks yet."""
+        if shift_messages:
+            raise NotImplementedError(
+                "Carrying the messages over to a new preference (the n_clusters search) is not "
+                "available in the distributed engine."
+            )
+        self.preference = np.asarray(preference, dtype=self.dtype)
+        preference = np.broadcast_to(self.preference, (self.n_samples,)).astype(np.float64)
+        futures = [
+            self.blocks.call(p, "set_preference", self._rows_of(preference, p), self.seed)
+            for p in range(len(self.blocks))
+        ]
+        self.blocks.results(futures)
+
+    def reset(self):
+        """Zero messages and no exemplars, as at the start."""
+        self._call_all("reset")
+        self.is_exemplar = np.zeros(self.n_samples, dtype=bool)
+        self.availability_pending = False
+        self.set_damping(self.damping)
+        self.n_iter = 0
+
+    def release(self):
+        """Free the messages on the blocks (the similarities stay for assign)."""
+        self._call_all("release")
+
+    def messages(self):
+        """``(R, A)`` completed to the last iteration, gathered (n x n on the client)."""
+        self.complete_availability()
+        parts = self._call_all("messages")
+        return np.concatenate([R for R, _ in parts]), np.concatenate([A for _, A in parts])
+
+    # ------------------------------------------------------------------
+    # Clusters and objective.
+    # ------------------------------------------------------------------
+
+    def _nearest_exemplar(self, exemplars):
+        return np.concatenate(self._call_all("nearest_exemplar", exemplars))
+
+    def assign(self, is_exemplar=None):
+        """``(cluster_centers_indices, labels)`` from exemplar flags (default:
+        the current ones), as scikit-learn refines them
+        (``_engine._assign_clusters`` by blocks: the within-cluster column
+        sums travel block to block in row order)."""
+        n = self.n_samples
+        exemplars = np.flatnonzero(self.is_exemplar if is_exemplar is None else is_exemplar)
+        if exemplars.size == 0:
+            return np.array([], dtype=np.intp), np.full(n, -1, dtype=np.intp)
+        labels = self._nearest_exemplar(exemplars)
+        column_sums = np.zeros(n, dtype=self.dtype)
+        for p in range(len(self.blocks)):
+            column_sums = self.blocks.call(
+                p, "add_within_cluster_rows", labels, column_sums
+            ).result()
+        # First member with the largest within-cluster column sum (np.argmax).
+        order = np.lexsort((np.arange(n), -column_sums, labels))
+        first_of_cluster = np.r_[True, labels[order[1:]] != labels[order[:-1]]]
+        exemplars = order[first_of_cluster]
+        labels = exemplars[self._nearest_exemplar(exemplars)]
+        cluster_centers_indices = np.unique(labels)
+        return cluster_centers_indices, np.searchsorted(cluster_centers_indices, labels)
+
+    def net_similarity(self):
+        """Frey & Dueck's net similarity of the current exemplars (float64,
+        added in row order as the single machine adds it); NaN without any."""
+        exemplars = np.flatnonzero(self.is_exemplar)
+        if exemplars.size == 0:
+            return float("nan")
+        values = np.concatenate(
+            self._call_all("best_exemplar_similarity", exemplars, self.is_exemplar)
+        )
+        return float(np.add.accumulate(values)[-1])  # strictly in order
+
+    def membership_confidence(self, cluster_centers_indices, labels):
+        raise NotImplementedError(
+            "membership_confidence_ (keep_messages=True) is not available in the distributed "
+            "engine: it needs the N x N messages on the client."
+        )
+
+
+# --------------------------------------------------------------------------
+# Set-up over blocks: the exact median, preferences and noise.
+# --------------------------------------------------------------------------
+
+
+def _select_key(blocks, width, rank):
+    """Key of 0-based ``rank`` among all blocks' keys: radix selection with
+    16-bit digit histograms summed over the blocks (integers: exact)."""
+    prefix = 0
+    for shift in range(width - _RADIX_BITS, -1, -_RADIX_BITS):
+        futures = [blocks.call(p, "digit_histogram", prefix, shift) for p in range(len(blocks))]
+        counts = np.sum(blocks.results(futures), axis=0)
+        if shift == width - _RADIX_BITS:
+            # The top digit carries the sign: visit it in signed order.
+            order = np.r_[np.arange(_RADIX_SIZE // 2, _RADIX_SIZE), np.arange(_RADIX_SIZE // 2)]
+        else:
+            order = np.arange(_RADIX_SIZE)
+        cumulative = np.cumsum(counts[order])
+        position = int(np.searchsorted(cumulative, rank, side="right"))
+        digit = int(order[position])
+        rank -= int(cumulative[position - 1]) if position > 0 else 0
+        if shift == width - _RADIX_BITS:
+            prefix = digit - _RADIX_SIZE if digit >= _RADIX_SIZE // 2 else digit
+        else:
+            prefix = (prefix << _RADIX_BITS) | digit
+    return prefix
+
+
+def median_of_blocks(blocks, n_samples, dtype):
+    """Exactly ``np.median(S)`` of the n x n matrix the blocks hold, diagonal
+    included (scikit-learn's default preference), without gathering it:
+    radix selection over order-preserving keys, 4 (float64) or 2 (float32)
+    histogram rounds of 2**16 counts per block, plus one count round when
+    n is even. Only O(2**16) integers travel per round."""
+    dtype = np.dtype(dtype)
+    width = dtype.itemsize * 8
+    size = n_samples * n_samples
+    low_rank = (size - 1) // 2
+    low_key = _select_key(blocks, width, low_rank)
+    low = _key_to_value(low_key, dtype)
+    if size % 2 == 1:
+        return dtype.type(low)
+    futures = [blocks.call(p, "count_not_above_and_next", low_key) for p in range(len(blocks))]
+    counted = blocks.results(futures)
+    not_above = sum(int(count) for count, _ in counted)
+    next_key = min(int(key) for _, key in counted)
+    high = low if not_above > low_rank + 1 else _key_to_value(next_key, dtype)
+    return _middle_mean(low, high, dtype)
+
+
+def place_preference(blocks, bounds, preference, dtype):
+    """Preferences on the diagonal of every block (the noise comes with
+    ``BlockMessageState.prepare``)."""
+    n_samples = int(bounds[-1])
+    preference = np.broadcast_to(np.asarray(preference, dtype=dtype), (n_samples,))
+    futures = [
+        blocks.call(p, "place_preference", preference[bounds[p]:bounds[p + 1]])
+        for p in range(len(blocks))
+    ]
+    blocks.results(futures)

@@ -2,6 +2,7 @@ import _thread
 import faulthandler
 import os
 import signal
+import sys
 import threading
 
 # Numba reads its thread pool size once, at import: raise it above the core
@@ -9,7 +10,10 @@ import threading
 # 2-core machine (Numba caps a request at the pool size). The tests' default
 # count is set back to the cores below, so ordinary tests are not slowed by
 # oversubscription.
-os.environ.setdefault("NUMBA_NUM_THREADS", "8")
+# (Only before Numba is imported: a changed value afterwards makes Numba's
+# next compilation fail.)
+if "numba" not in sys.modules:
+    os.environ.setdefault("NUMBA_NUM_THREADS", "8")
 
 # scikit-learn's estimator checks run their array-API check (with NumPy
 # arrays) only when SciPy was imported with this set; otherwise they skip it.

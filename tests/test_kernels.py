@@ -87,14 +87,57 @@ def test_messages_float32_close_to_float64_reference(parallel, monkeypatch):
     np.testing.assert_array_equal(flags, flags_ref)
 
 
-def test_float32_column_sums_are_accumulated_in_float64(monkeypatch):
-    # A float32 accumulator over many rows loses precision; the float64 one
-    # stays within float32 rounding of the float64 reference.
-    rng = np.random.RandomState(0)
-    S = -rng.uniform(1.0, 2.0, size=(600, 600))
-    R, A, _, _ = engine_messages(S.astype(np.float32), -1.5, 3, 0.5, 2, True, 1 << 14, monkeypatch)
-    R_ref, A_ref, _, _ = reference_messages(S, -1.5, 3, 0.5, np.float64)
-    np.testing.assert_allclose(A, A_ref, atol=2e-6 * 600, rtol=1e-6)
+def hub_similarities(n, n_hubs, random_state):
+    """float32 similarities where every row's maximum lies in one of a few
+    "hub" columns: each row sends a positive responsibility to its hub, so a
+    hub's column sum adds about ``n / n_hubs`` positive terms."""
+    rng = np.random.RandomState(random_state)
+    S = -rng.uniform(1.0, 2.0, size=(n, n))
+    hubs = rng.choice(n, n_hubs, replace=False)
+    rows = np.arange(n)
+    S[rows, hubs[rows % n_hubs]] = -rng.uniform(0.0, 0.5, size=n)
+    return S.astype(np.float32), hubs
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+@pytest.mark.parametrize("n_hubs", [3, 5, 8])
+def test_float32_column_sums_are_accumulated_in_float64(parallel, n_hubs, monkeypatch):
+    # After one iteration (A was zero) A(k, k) = -(R(k, k) - col_sum(k)) * (1 - d)
+    # in float32, where col_sum(k) is the sum of R(k, k) and the positive
+    # R(i, k), i != k. Summed in float64, the float32 terms (exponents within
+    # a few binades, sums below 2**10) add up exactly: col_sum is the exact sum
+    # rounded once to float32, so A(k, k) is bitwise the formula below. A
+    # float32 accumulator rounds at every addition: on the hub columns, with
+    # hundreds of terms, it is off by an ulp or more (tests/mutation.py,
+    # float32-column-sums-in-float32: caught on 3, 5 and 8 hubs).
+    S, hubs = hub_similarities(600, n_hubs, random_state=n_hubs)
+    damping = np.float32(0.5)
+    R, A, _, _ = engine_messages(
+        S, -1.5, 1, float(damping), 2, parallel, 1 << 14, monkeypatch
+    )
+    positive = np.maximum(R.astype(np.float64), 0.0)
+    np.fill_diagonal(positive, np.diag(R))
+    col_sum = positive.sum(axis=0).astype(np.float32)
+    assert (R[:, hubs] > 0).sum() >= 600 - n_hubs  # many terms, as intended
+    one_minus_damping = np.float32(1) - damping
+    expected = -(np.diag(R) - col_sum) * one_minus_damping
+    np.testing.assert_array_equal(np.diag(A)[hubs], expected[hubs])
+    np.testing.assert_array_equal(np.diag(A), expected)
+
+
+def test_float32_messages_on_hub_columns_close_to_float64_reference(monkeypatch):
+    # Against the float64 reference on the same (float32-rounded) input: the
+    # column sums of the hub columns add ~200 terms, and A(k, k) must stay
+    # within what rounding the float32 terms allows: half an ulp for the
+    # final rounding, plus the terms' own errors, added up.
+    S, hubs = hub_similarities(600, 3, random_state=0)
+    R, A, _, _ = engine_messages(S, -1.5, 3, 0.7, 2, True, 1 << 14, monkeypatch)
+    R_ref, A_ref, _, _ = reference_messages(S.astype(np.float64), -1.5, 3, 0.7, np.float64)
+    term_errors = np.abs(R.astype(np.float64) - R_ref)[:, hubs].sum(axis=0)
+    column_ulp = np.spacing(np.abs(A_ref[hubs, hubs]).astype(np.float32)).astype(np.float64)
+    assert np.all(np.abs(A[hubs, hubs] - A_ref[hubs, hubs]) <= 2 * column_ulp + term_errors)
+    scale = np.abs(S).max()
+    np.testing.assert_allclose(R, R_ref, atol=1e-5 * scale, rtol=0)
 
 
 @pytest.mark.parametrize("n_threads", [1, 2, 3])

@@ -103,7 +103,7 @@ damping_, cluster_centers_, n_features_in_, history_
         **_SingleMachineAffinityPropagation._parameter_constraints,
         "affinity": [StrOptions({"euclidean", "precomputed", "cosine"})],
         "noise": [StrOptions({"counter", "sklearn"})],
-        "client": [None, "no_validation"],
+        "client": "no_validation",
         "n_blocks": [Interval(Integral, 1, None, closed="left"), None],
         "segment_columns": [Interval(Integral, 1, None, closed="left")],
         "timeout": [Interval(Real, 0, None, closed="neither"), None],

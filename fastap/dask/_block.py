@@ -252,6 +252,10 @@ class RowBlock:
         """Similarities of the given global rows (all in this block)."""
         return self.S[np.asarray(rows, dtype=np.intp) - self.first_row].copy()
 
+    def echo(self, payload=None):
+        """Return ``payload`` (a round trip, for latency measurements)."""
+        return payload
+
     def memory_bytes(self):
         """Bytes held by the block's arrays."""
         arrays = (self.S, self.R, self.A, self.col_sum, self.row_values, self.chunk_top)

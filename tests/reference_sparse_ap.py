@@ -11,6 +11,34 @@ loops over rows and columns; for graphs of a few thousand pairs.
 """
 
 import numpy as np
+from scipy import sparse
+
+
+def prepare_graph(S, preference, random_state):
+    """``(indptr, indices, values)`` of the graph AP iterates on, built from a
+    SciPy sparse matrix with SciPy and NumPy only.
+
+    The stored pairs (explicit zeros included) sorted by row, then column;
+    every diagonal pair present and holding the preference (a stored diagonal
+    value is replaced); then scikit-learn's degeneracy noise
+    ``S += (eps * S + tiny * 100) * N(0, 1)`` on the stored values, the
+    normals drawn in that order in one call.
+    """
+    coo = sparse.coo_matrix(S)
+    n = coo.shape[0]
+    dtype = coo.dtype if coo.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    off_diagonal = coo.row != coo.col
+    rows = np.concatenate([coo.row[off_diagonal], np.arange(n)])
+    cols = np.concatenate([coo.col[off_diagonal], np.arange(n)])
+    values = np.concatenate(
+        [coo.data[off_diagonal].astype(dtype), np.broadcast_to(np.asarray(preference, dtype), (n,))]
+    )
+    order = np.lexsort((cols, rows))
+    rows, cols, values = rows[order], cols[order], values[order].copy()
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+    info = np.finfo(dtype)
+    values += (info.eps * values + info.tiny * 100) * random_state.standard_normal(values.size)
+    return indptr, cols, values
 
 
 def diagonal_positions(indptr, indices):

@@ -3,28 +3,27 @@
 Writes the labels (CSV: sample, label, exemplar), prints a JSON summary and
 optionally draws a PNG. Every failure the user can cause (a missing or
 malformed file, a bad option, a matrix too big for this machine) ends with
-one line on stderr and a non-zero exit code, never a traceback.
+one line on stderr and a non-zero exit code, never a traceback (the
+``fastap`` entry point, :func:`fastap._cli.main`, turns them into that
+line).
 """
 
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import warnings
-import zipfile
-import zlib
 
 import numpy as np
+
+from fastap._cli_data import CommandError, read_data
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
-SUFFIXES = (".csv", ".npy", ".npz")
-
-
-class CommandError(Exception):
-    """An error the user can fix; its message is printed on one line."""
+AFFINITIES = ("euclidean", "cosine", "nearest_neighbors", "precomputed")
 
 
 def add_parser(commands):
@@ -36,7 +35,9 @@ def add_parser(commands):
             "Cluster the samples in DATA (rows: samples, columns: features; or, with "
             "--precomputed, a square similarity matrix). Writes the labels as CSV "
             "(sample,label,exemplar), prints a JSON summary (or writes it with "
-            "--summary-out) and, with --plot, draws a PNG."
+            "--summary-out) and, with --plot, draws a PNG. CSV files are read with "
+            "pandas: a header line is recognised, and an unnamed first column "
+            "holding 0, 1, ..., n-1 (pandas' index) is not a feature."
         ),
     )
     parser.add_argument("data", metavar="DATA", help="a .csv, .npy or .npz file")
@@ -46,6 +47,21 @@ def add_parser(commands):
         help="DATA is a square similarity matrix (larger = more similar)",
     )
     parser.add_argument(
+        "--affinity",
+        choices=AFFINITIES,
+        default=None,
+        help="similarity of two samples (default euclidean: minus the squared distance); "
+        "nearest_neighbors: sparse, memory per neighbour pair instead of N x N",
+    )
+    parser.add_argument(
+        "--n-neighbors",
+        type=_at_least_one("--n-neighbors"),
+        default=None,
+        metavar="K",
+        help="neighbours per sample with --affinity nearest_neighbors (default: the "
+        "estimator's)",
+    )
+    parser.add_argument(
         "--preference",
         type=float,
         default=None,
@@ -53,14 +69,14 @@ def add_parser(commands):
     )
     parser.add_argument(
         "--preference-quantile",
-        type=float,
+        type=_quantile,
         default=None,
         metavar="Q",
         help="use this quantile of the similarities as the preference (0.5: median, 0: min)",
     )
     parser.add_argument(
         "--n-clusters",
-        type=int,
+        type=_at_least_one("--n-clusters"),
         default=None,
         metavar="K",
         help="search for a preference that gives K clusters",
@@ -71,18 +87,42 @@ def add_parser(commands):
         default=0.5,
         help="in [0.5, 1), or 'auto' to raise it when the fit oscillates (default 0.5)",
     )
-    parser.add_argument("--max-iter", type=int, default=200, help="(default 200)")
-    parser.add_argument("--convergence-iter", type=int, default=15, help="(default 15)")
+    parser.add_argument(
+        "--max-iter", type=_at_least_one("--max-iter"), default=200, help="(default 200)"
+    )
+    parser.add_argument(
+        "--convergence-iter",
+        type=_at_least_one("--convergence-iter"),
+        default=15,
+        help="(default 15)",
+    )
     parser.add_argument(
         "--dtype",
         choices=["auto", "float32", "float64"],
         default="auto",
         help="float32 halves the memory; auto keeps float32 files float32, else float64",
     )
-    parser.add_argument("--n-jobs", type=int, default=None, help="threads (default: all)")
+    parser.add_argument("--n-jobs", type=n_jobs, default=None, help="threads (default: all)")
     parser.add_argument("--random-state", type=int, default=0, help="(default 0)")
     parser.add_argument("--key", default=None, help="array name inside a .npz with several arrays")
-    parser.add_argument("--delimiter", default=",", help="CSV delimiter (default ',')")
+    parser.add_argument(
+        "--delimiter", default=None, help="CSV field separator: one character or 'tab' "
+        "(default ',')"
+    )
+    parser.add_argument(
+        "--index-col",
+        default=None,
+        metavar="COLUMN",
+        help="CSV column (name, or number from 1) holding row names, not a feature; "
+        "'none': every column is a feature",
+    )
+    parser.add_argument(
+        "--columns",
+        default=None,
+        metavar="LIST",
+        help="the feature columns, comma-separated: CSV header names or numbers from 1 "
+        "(default: all)",
+    )
     parser.add_argument(
         "--labels-out",
         default=None,
@@ -113,99 +153,100 @@ def add_parser(commands):
     return parser
 
 
+# --------------------------------------------------------------------------
+# Option values: range errors name the option, at parse time.
+# --------------------------------------------------------------------------
+
+
 def _damping(text):
-    """A float, or 'auto' (adaptive damping)."""
+    """A float in [0.5, 1), or 'auto' (adaptive damping)."""
     if text == "auto":
         return text
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"invalid value {text!r}: a number in [0.5, 1) or 'auto'"
         ) from None
+    if not 0.5 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0.5, 1) (or 'auto')")
+    return value
+
+
+def _at_least_one(option):
+    def integer(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: an integer") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        return value
+
+    integer.__name__ = option  # argparse names the type in some messages
+    return integer
+
+
+def _quantile(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: a number in [0, 1]") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value
+
+
+def n_jobs(text):
+    """Threads: a positive count, or -1 (all cores), -2 (all but one), ..."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: an integer") from None
+    if value == 0:
+        raise argparse.ArgumentTypeError(
+            "0 threads cannot run: give a count, or -1 for all cores (-2: all but one)"
+        )
+    return value
+
+
+# Estimator parameters and the options that set them (for messages that
+# come from the library, in Python's spelling).
+_OPTION_OF = {
+    "damping": "--damping",
+    "max_iter": "--max-iter",
+    "convergence_iter": "--convergence-iter",
+    "preference_quantile": "--preference-quantile",
+    "preference": "--preference",
+    "n_clusters": "--n-clusters",
+    "n_neighbors": "--n-neighbors",
+    "n_jobs": "--n-jobs",
+    "affinity": "--affinity",
+}
+
+
+def in_command_line_words(text):
+    """A library message with its parameters spelled as options:
+    ``damping="auto"`` -> ``--damping auto``, ``The 'max_iter' parameter``
+    -> ``--max-iter``, ``dtype=np.float32``/``float32 input`` kept but
+    pointed at ``--dtype float32``."""
+    names = "|".join(sorted(_OPTION_OF, key=len, reverse=True))
+    text = re.sub(
+        rf"\b({names})=(['\"]?)([\w.\-]+)\2",
+        lambda m: f"{_OPTION_OF[m.group(1)]} {m.group(3)}",
+        text,
+    )
+    text = re.sub(rf"The '({names})' parameter of \w+", lambda m: _OPTION_OF[m.group(1)], text)
+    text = re.sub(rf"'({names})'", lambda m: _OPTION_OF[m.group(1)], text)
+    # Bare names with an underscore are clearly parameters (not words).
+    underscored = "|".join(name for name in _OPTION_OF if "_" in name)
+    text = re.sub(rf"(?<![\w-])({underscored})\b", lambda m: _OPTION_OF[m.group(1)], text)
+    return text.replace("float32 input", "float32 input (--dtype float32)")
 
 
 def _one_line(error):
     text = " ".join(str(error).split())
     return text or type(error).__name__
-
-
-# --------------------------------------------------------------------------
-# Reading the data.
-# --------------------------------------------------------------------------
-
-
-def _csv_lines_to_skip(path, delimiter):
-    """Physical lines before the data: up to and including a header line
-    (the first line that is not blank or a ``#`` comment, if any of its
-    fields is not a number), else 0 (loadtxt skips blanks and comments)."""
-    with open(path, encoding="utf-8-sig") as file:  # -sig: a byte-order mark is not data
-        for number, line in enumerate(file, start=1):
-            content = line.strip()
-            if content and not content.startswith("#"):
-                break
-        else:
-            return 0
-    for field in content.split(delimiter):
-        try:
-            float(field)
-        except ValueError:
-            return number
-    return 0
-
-
-def read_data(path, key=None, delimiter=",", mmap=False):
-    """The 2-D array in ``path`` (.csv, .npy or .npz).
-
-    ``.npy`` files are memory-mapped when ``mmap`` is true, so a large
-    similarity matrix is not read twice into memory before the fit's copy.
-    """
-    suffix = os.path.splitext(path)[1].lower()
-    if suffix not in SUFFIXES:
-        raise CommandError(
-            f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .npy or .npz"
-        )
-    if not os.path.isfile(path):
-        raise CommandError(f"{path}: no such file")
-    try:
-        if suffix == ".csv":
-            skiprows = _csv_lines_to_skip(path, delimiter)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "Empty input file" is handled below
-                data = np.loadtxt(
-                    path, delimiter=delimiter, skiprows=skiprows, ndmin=2, dtype=np.float64,
-                    encoding="utf-8-sig",
-                )
-        elif suffix == ".npy":
-            data = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-        else:
-            # Our own handle: np.load leaves its file open when the zip is damaged.
-            with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
-                names = list(archive.files)
-                if key is None:
-                    if len(names) != 1:
-                        raise CommandError(
-                            f"{path} holds {len(names)} arrays ({', '.join(names) or 'none'}); "
-                            "choose one with --key"
-                        )
-                    key = names[0]
-                if key not in names:
-                    raise CommandError(f"{path} has no array {key!r} (it has: {', '.join(names)})")
-                data = archive[key]
-    except CommandError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
-        # (A damaged .npz: its zip directory or a compressed member.)
-        raise CommandError(f"{path}: cannot read: {_one_line(error)}") from error
-    if data.dtype.kind not in "biuf":
-        raise CommandError(f"{path}: the data must be numeric, got dtype {data.dtype}")
-    if data.ndim == 1:
-        data = data.reshape(-1, 1)
-    if data.ndim != 2:
-        raise CommandError(f"{path}: expected a 2-D array, got shape {data.shape}")
-    if data.size == 0:
-        raise CommandError(f"{path}: no data")
-    return data
 
 
 def _fit_dtype(data, requested):
@@ -219,50 +260,103 @@ def _fit_dtype(data, requested):
 # --------------------------------------------------------------------------
 
 
-class ProgressBar:
-    """Fit progress on a stream: iteration, exemplars, changes, time.
+class _LinePerUpdate:
+    """A stream for tqdm that turns each redraw into a line of its own (a
+    log file keeps every update, not only the first)."""
 
-    On a terminal the line is redrawn in place at most ten times a second;
-    elsewhere (a log file) a line is written at most once a second. It is a
-    ``callback`` of :class:`fastap.AffinityPropagation` and never stops the
-    fit.
+    def __init__(self, stream):
+        self.stream = stream
+        self.last = None
+
+    def write(self, text):
+        text = text.replace("\r", "").rstrip()
+        if text and text != self.last:  # (closing redraws the last state)
+            self.stream.write(text + "\n")
+            self.last = text
+
+    def flush(self):
+        self.stream.flush()
+
+
+class ProgressBar:
+    """Fit progress on a stream, drawn by tqdm: iterations, rate, time,
+    exemplars and changes.
+
+    On a terminal the bar is redrawn in place at most ten times a second;
+    elsewhere (a log file, a pipe) a line is written at most once a second.
+    It is a ``callback`` of :class:`fastap.AffinityPropagation` and never
+    stops the fit.
+
+    Parameters
+    ----------
+    max_iter : int or None
+        The total shown; None during an ``n_clusters`` search (no known total).
+    stream : file-like
+        Usually ``sys.stderr``.
+    clock : callable, optional
+        Seconds, for the redraw interval and the rate (tests give their own).
     """
 
-    def __init__(self, max_iter, stream, width=24):
-        self.max_iter = max_iter
-        self.stream = stream
-        self.width = width
-        self.in_place = stream.isatty()
-        self.interval = 0.1 if self.in_place else 1.0
-        self._last = -np.inf
-        self._drawn = False
+    def __init__(self, max_iter, stream, clock=None):
+        from tqdm import tqdm
+
+        in_place = stream.isatty()
+        self.bar = tqdm(
+            total=max_iter,
+            file=stream if in_place else _LinePerUpdate(stream),
+            mininterval=0.1 if in_place else 1.0,
+            miniters=1,
+            unit="iter",
+            desc="fit",
+            dynamic_ncols=in_place,
+            ncols=None if in_place else 100,
+            ascii=not in_place,
+            leave=True,
+            disable=False,
+            delay=float("inf"),  # nothing before the first iteration
+            smoothing=0,  # the rate over the whole fit: the closing line repeats no other
+        )
+        if clock is not None:
+            self.bar._time = clock  # tqdm's own hook (its tests replace it too)
+            self.bar.start_t = self.bar.last_print_t = clock()
 
     def __call__(self, info):
-        now = time.monotonic()
-        if now - self._last < self.interval:
-            return False
-        self._last = now
-        if self.max_iter is None:  # an n_clusters search: no known total
-            line = f"iteration {info.iteration}"
-        else:
-            filled = int(round(min(1.0, info.iteration / self.max_iter) * self.width))
-            line = (
-                f"[{'#' * filled}{'.' * (self.width - filled)}] iteration {info.iteration}"
-                f"/{self.max_iter}"
-            )
-        line += (
-            f"  exemplars {info.n_exemplars}  changed {info.n_changed}  {info.elapsed:.1f} s"
+        self.bar.set_postfix_str(
+            f"exemplars {info.n_exemplars}, changed {info.n_changed}", refresh=False
         )
-        self.stream.write(("\r" + line + "\x1b[K") if self.in_place else line + "\n")
-        self.stream.flush()
-        self._drawn = True
+        if self.bar.n == 0:  # the first iteration: drawn at once
+            self.bar.delay = 0
+            self.bar.n = self.bar.last_print_n = info.iteration
+            self.bar.refresh()
+            self.bar.last_print_t = self.bar._time()
+        else:
+            self.bar.update(info.iteration - self.bar.n)
         return False
 
     def close(self):
-        """End the redrawn line."""
-        if self._drawn and self.in_place:
-            self.stream.write("\n")
-            self.stream.flush()
+        """Draw the final state and end the line."""
+        if self.bar.n:
+            self.bar.close()
+        else:
+            self.bar.leave = False
+            self.bar.close()
+
+
+class ChangeRecorder:
+    """A ``callback`` that keeps each iteration's exemplar changes (for the
+    advice when a fit does not converge); it never stops the fit."""
+
+    def __init__(self, then=None):
+        self.n_changed = []
+        self.n_exemplars = None
+        self.then = then
+
+    def __call__(self, info):
+        self.n_changed.append(info.n_changed)
+        self.n_exemplars = info.n_exemplars
+        if self.then is not None:
+            self.then(info)
+        return False
 
 
 # --------------------------------------------------------------------------
@@ -276,19 +370,40 @@ def _default_labels_path(data_path):
 
 
 def _write_labels(labels, exemplars, destination):
+    """Write the labels CSV; False if stdout was a pipe closed by its reader."""
     exemplar_of = np.full(labels.size, -1, dtype=np.int64)
     assigned = labels >= 0
     exemplar_of[assigned] = exemplars[labels[assigned]]
     table = np.column_stack([np.arange(labels.size), labels, exemplar_of])
     if destination == "-":
-        np.savetxt(
-            sys.stdout, table, fmt="%d", delimiter=",", header="sample,label,exemplar", comments=""
-        )
-        sys.stdout.flush()
-        return
+        try:
+            np.savetxt(
+                sys.stdout, table, fmt="%d", delimiter=",", header="sample,label,exemplar",
+                comments="",
+            )
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # `fastap fit ... --labels-out - | head`: the reader has what it
+            # wanted; the plot and the summary (stderr) still follow.
+            silence_stdout()
+            return False
+        return True
     np.savetxt(
         destination, table, fmt="%d", delimiter=",", header="sample,label,exemplar", comments=""
     )
+    return True
+
+
+def silence_stdout():
+    """Point stdout at /dev/null after its reader went away, so that no
+    later write (nor Python's flush at exit) fails again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a descriptor (a test's capture)
+        pass
+    finally:
+        os.close(devnull)
 
 
 def _check_plot_possible(path):
@@ -303,7 +418,7 @@ def _check_plot_possible(path):
     matplotlib.use("Agg")
 
 
-def _draw(path, data, model, precomputed):
+def _draw(path, data, model, precomputed, feature_names):
     import matplotlib.pyplot as plt
 
     from fastap import plot
@@ -313,6 +428,11 @@ def _draw(path, data, model, precomputed):
         plot.similarity_heatmap(data, model.labels_, ax=ax)
     else:
         plot.clusters(data, model, ax=ax)
+        if feature_names and len(feature_names) <= 2:
+            # The features as drawn (more than two: principal components).
+            ax.set_xlabel(feature_names[0])
+            if len(feature_names) == 2:
+                ax.set_ylabel(feature_names[1])
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -327,19 +447,54 @@ def _preference_used(estimator):
     return float(preference) if preference.ndim == 0 else None
 
 
+def _first_sentence(text):
+    """scikit-learn's part of a warning that fastap may have extended."""
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
+
+
+def _check_memory_early(n_samples, dtype):
+    """Fail before converting a precomputed matrix when the fit cannot fit
+    (the estimator checks again; this only saves the conversion)."""
+    try:
+        from fastap._resources import check_dense_memory as check
+    except ImportError:
+        try:
+            from fastap._engine import check_memory as check
+        except ImportError:  # the estimator's own check remains
+            return
+    check(n_samples, dtype, 3)
+
+
 def run_fit(args):
     """Run ``fastap fit``; raises CommandError, MemoryError or ValueError."""
     from sklearn.exceptions import ConvergenceWarning
 
     from fastap import AffinityPropagation
-    from fastap._engine import check_memory
+    from fastap._advice import diagnose_non_convergence, not_converged_advice
 
+    affinity = args.affinity or ("precomputed" if args.precomputed else "euclidean")
+    if args.precomputed and affinity != "precomputed":
+        raise CommandError(f"--precomputed and --affinity {affinity} contradict each other")
+    precomputed = affinity == "precomputed"
+    if args.n_neighbors is not None and affinity != "nearest_neighbors":
+        raise CommandError("--n-neighbors applies to --affinity nearest_neighbors only")
     if args.plot:
         _check_plot_possible(args.plot)
-    data = read_data(args.data, key=args.key, delimiter=args.delimiter, mmap=args.precomputed)
+    read = read_data(
+        args.data, key=args.key, delimiter=args.delimiter, index_col=args.index_col,
+        columns=args.columns, mmap=precomputed,
+    )
+    data = read.values
+    if read.index_column is not None:
+        print(
+            f"fastap fit: note: {read.index_column} (unnamed, 0 to {data.shape[0] - 1}) is the "
+            "row index, not a feature (--index-col none: use it as a feature)",
+            file=sys.stderr,
+        )
     dtype = _fit_dtype(data, args.dtype)
     n_samples = data.shape[0]
-    if args.precomputed:
+    if precomputed:
         if data.shape[0] != data.shape[1]:
             raise CommandError(
                 f"{args.data}: a similarity matrix must be square, got shape {data.shape}"
@@ -348,7 +503,7 @@ def run_fit(args):
         # matrices, so the estimator then need not copy it again. Nor need
         # it copy an array read from a .csv/.npz (ours alone); only the
         # memory-mapped .npy file must stay as it is.
-        check_memory(n_samples, dtype, n_new_matrices=3)
+        _check_memory_early(n_samples, dtype)
         converted = data.dtype != dtype or not data.flags.c_contiguous
         if converted:
             data = np.ascontiguousarray(data, dtype=dtype)
@@ -364,23 +519,27 @@ def run_fit(args):
         folder = os.path.dirname(os.path.abspath(path)) if path and path != "-" else None
         if folder and not os.path.isdir(folder):
             raise CommandError(f"{option}: folder {folder} does not exist")
-    estimator = AffinityPropagation(
+    parameters = dict(
         damping=args.damping,
         max_iter=args.max_iter,
         convergence_iter=args.convergence_iter,
         preference=args.preference,
         preference_quantile=args.preference_quantile,
         n_clusters=args.n_clusters,
-        affinity="precomputed" if args.precomputed else "euclidean",
+        affinity=affinity,
         random_state=args.random_state,
         n_jobs=args.n_jobs,
         copy=copy,
     )
+    if args.n_neighbors is not None:
+        parameters["n_neighbors"] = args.n_neighbors
+    estimator = AffinityPropagation(**parameters)
     show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
     progress = None
     if show_progress:
         progress = ProgressBar(None if args.n_clusters else args.max_iter, sys.stderr)
-        estimator.set_params(callback=progress)
+    changes = ChangeRecorder(then=progress)
+    estimator.set_params(callback=changes)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -392,14 +551,33 @@ def run_fit(args):
                 progress.close()
         elapsed = time.perf_counter() - started
     for warning in caught:
-        if issubclass(warning.category, (ConvergenceWarning, UserWarning)):
-            print(f"fastap fit: warning: {_one_line(warning.message)}", file=sys.stderr)
+        if issubclass(warning.category, ConvergenceWarning):
+            text = _first_sentence(_one_line(warning.message))
+            print(f"fastap fit: warning: {text}", file=sys.stderr)
+        elif issubclass(warning.category, UserWarning):
+            text = in_command_line_words(_one_line(warning.message))
+            print(f"fastap fit: warning: {text}", file=sys.stderr)
 
     exemplars = np.asarray(estimator.cluster_centers_indices_, dtype=np.int64)
     labels = np.asarray(estimator.labels_, dtype=np.int64)
-    _write_labels(labels, exemplars, labels_path)
+    converged = bool(estimator.converged_)
+    diagnosis = advice = None
+    if not converged and changes.n_changed:
+        diagnosis = diagnose_non_convergence(
+            changes.n_changed, n_iter=len(changes.n_changed), max_iter=args.max_iter,
+            convergence_iter=args.convergence_iter,
+        ).kind
+        advice = not_converged_advice(
+            changes.n_changed, n_iter=len(changes.n_changed), max_iter=args.max_iter,
+            damping=float(estimator.damping_), adaptive=args.damping == "auto",
+            convergence_iter=args.convergence_iter, n_exemplars=int(exemplars.size),
+            style="cli",
+        )
+        print(f"fastap fit: what to do: {advice}", file=sys.stderr)
+
+    labels_written = _write_labels(labels, exemplars, labels_path)
     if args.plot:
-        _draw(args.plot, data, estimator, args.precomputed)
+        _draw(args.plot, data, estimator, precomputed, read.feature_names)
 
     import resource
 
@@ -407,8 +585,10 @@ def run_fit(args):
     summary = {
         "data": args.data,
         "n_samples": int(n_samples),
-        "n_features": None if args.precomputed else int(data.shape[1]),
-        "affinity": "precomputed" if args.precomputed else "euclidean",
+        "n_features": None if precomputed else int(data.shape[1]),
+        "features": read.feature_names,
+        "index_column": read.index_column,
+        "affinity": affinity,
         "dtype": dtype.name,
         "n_clusters": int(exemplars.size),
         "exemplars": exemplars.tolist(),
@@ -417,11 +597,14 @@ def run_fit(args):
         # damping="auto" and the n_clusters search can raise the damping.
         "damping_used": float(estimator.damping_),
         "n_iter": int(estimator.n_iter_),
-        "converged": bool(estimator.converged_),
+        "converged": converged,
+        # How a fit that did not converge ended, and what to change.
+        "non_convergence": diagnosis,
+        "advice": advice,
         "fit_seconds": round(elapsed, 4),
         # ru_maxrss is in KiB on Linux: the whole process, Python included.
         "peak_memory_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "labels": labels_path,
+        "labels": labels_path if labels_written else "- (the reader closed the pipe)",
         "plot": args.plot,
         "parameters": {
             "preference": args.preference,
@@ -432,34 +615,24 @@ def run_fit(args):
             "convergence_iter": args.convergence_iter,
             "n_jobs": args.n_jobs,
             "random_state": args.random_state,
+            "n_neighbors": estimator.n_neighbors if affinity == "nearest_neighbors" else None,
         },
     }
     # One key per line, lists kept on their line (exemplars can be many).
     text = "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in summary.items())
     text += "\n}"
     if args.summary_out == "-":
-        print(text)
+        print(text, flush=True)
     elif args.summary_out:
         with open(args.summary_out, "w", encoding="utf-8") as file:
             file.write(text + "\n")
     elif labels_path == "-":
         print(text, file=sys.stderr)
     else:
-        print(text)
+        print(text, flush=True)
     return 0
 
 
 def fit_command(args):
-    """``fastap fit``: errors become one line on stderr and exit code 1."""
-    try:
-        return run_fit(args)
-    except KeyboardInterrupt:
-        print("fastap fit: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except MemoryError as error:
-        message = _one_line(error) or "out of memory"
-        print(f"fastap fit: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
-    except (CommandError, ValueError, TypeError, OSError, ImportError) as error:
-        print(f"fastap fit: error: {_one_line(error)}", file=sys.stderr)
-        return EXIT_ERROR
+    """``fastap fit`` (errors are turned into one line by the caller)."""
+    return run_fit(args)

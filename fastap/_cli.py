@@ -275,12 +275,14 @@ def _parser():
     return parser
 
 
-def _run(args, parser):
+def _run(args):
     from fastap import _cli_fit
 
     if args.command == "demo":
         if args.n_neighbors is not None and args.affinity != "nearest_neighbors":
-            parser.error("--n-neighbors applies to --affinity nearest_neighbors only")
+            from fastap._cli_data import CommandError
+
+            raise CommandError("--n-neighbors applies to --affinity nearest_neighbors only")
         return demo(args.n_samples, args.dtype, not args.no_compare, args.n_jobs,
                     args.affinity, args.n_neighbors)
     if args.command == "fit":
@@ -301,7 +303,7 @@ def main(argv=None):
         parser = _parser()
         args = parser.parse_args(argv)
         command = f"fastap {args.command}"
-        status = _run(args, parser)
+        status = _run(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return status
     except KeyboardInterrupt:

@@ -663,3 +663,243 @@ def test_fit_summary_to_stdout_and_one_sample_plot(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["n_samples"] == 1
     assert (tmp_path / "one.png").stat().st_size > 0
     assert not os.path.exists("-")
+
+
+# --------------------------------------------------------------------------
+# Issue 12: the newcomer's first hour.
+# --------------------------------------------------------------------------
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(["--version"])
+    assert raised.value.code == 0
+    assert capsys.readouterr().out == f"fastap {fastap.__version__}\n"
+
+
+def test_namespace_package_trap_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    # `python -m fastap` from the folder holding a clone named fastap: Python
+    # imports the clone's folder as a namespace package (no __file__).
+    clone = tmp_path / "fastap"
+    clone.mkdir()
+    monkeypatch.setattr(fastap, "__file__", None)
+    monkeypatch.setattr(fastap, "__path__", [str(clone), os.path.dirname(_cli.__file__)])
+    assert main(["info"]) == 1
+    assert capsys.readouterr().err == (
+        f"fastap: error: Python took the folder {clone} for the fastap package (it has no "
+        "__init__.py): run python -m fastap from another folder (e.g. cd into it), or use the "
+        "fastap command\n"
+    )
+
+
+@pytest.mark.timeout(300)
+def test_namespace_package_trap_in_a_real_run_is_no_traceback(tmp_path):
+    (tmp_path / "fastap").mkdir()  # a folder named like the package, next to us
+    completed = subprocess.run(
+        [sys.executable, "-m", "fastap", "info"], capture_output=True, text=True, cwd=tmp_path,
+        timeout=300,
+    )
+    assert "Traceback" not in completed.stderr
+    if completed.returncode != 0:  # the folder hid the package (an editable install)
+        assert completed.stderr.startswith("fastap: error: Python took the folder ")
+
+
+def run_with_closed_stdout(*args, cwd=None):
+    """Run ``fastap`` with stdout a pipe its reader already closed (as after
+    ``| head -1`` has its line)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "fastap", *args], stdout=write_end, stderr=subprocess.PIPE,
+            text=True, cwd=cwd, timeout=300,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.timeout(300)
+def test_info_into_a_closed_pipe_exits_quietly():
+    completed = run_with_closed_stdout("info")
+    assert completed.returncode == _cli.EXIT_BROKEN_PIPE == 141
+    assert completed.stderr == ""
+
+
+@pytest.mark.timeout(300)
+def test_fit_labels_into_a_closed_pipe_still_writes_plot_and_summary(tmp_path, blobs):
+    data = tmp_path / "points.npy"
+    np.save(data, blobs)
+    png = tmp_path / "plot.png"
+    completed = run_with_closed_stdout(
+        "fit", str(data), "--labels-out", "-", "--plot", str(png), "--no-progress"
+    )
+    assert completed.returncode == 0
+    summary = json.loads(completed.stderr)  # the summary goes to stderr, alone
+    assert summary["labels"] == "- (the reader closed the pipe)"
+    assert summary["n_samples"] == len(blobs)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_csv_written_by_pandas_skips_its_index_column(tmp_path, blobs, capsys):
+    pd = pytest.importorskip("pandas")
+    data = tmp_path / "points.csv"
+    pd.DataFrame(blobs, columns=["x", "y"]).to_csv(data)  # header ",x,y", index first
+    assert data.read_text().startswith(",x,y\n0,")
+    assert main(["fit", str(data), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"fastap fit: note: column 1 (unnamed, 0 to {len(blobs) - 1}) is the row index, not a "
+        "feature (--index-col none: use it as a feature)\n"
+    )
+    summary = json.loads(captured.out)
+    assert summary["n_features"] == 2 and summary["features"] == ["x", "y"]
+    assert summary["index_column"] == "column 1"
+    expected = fastap.AffinityPropagation(random_state=0).fit(blobs)
+    assert summary["exemplars"] == expected.cluster_centers_indices_.tolist()
+
+    # --index-col none: the index is a feature after all.
+    assert main(["fit", str(data), "--index-col", "none", "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["features"] == ["column 1", "x", "y"] and summary["index_column"] is None
+
+
+def test_csv_columns_by_name_or_number(tmp_path, blobs, capsys):
+    data = tmp_path / "points.csv"
+    weight = np.arange(len(blobs), dtype=float)[:, None] * 1000  # not a feature
+    np.savetxt(data, np.hstack([weight, blobs]), delimiter=",", header="w,x,y", comments="")
+    expected = fastap.AffinityPropagation(random_state=0).fit(blobs[:, ::-1])
+    for columns in ("y,x", "3,2", "y,2"):
+        assert main(["fit", str(data), "--columns", columns, "--no-progress"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["features"] == ["y", "x"]
+        assert summary["exemplars"] == expected.cluster_centers_indices_.tolist()
+
+
+def test_csv_header_names_label_the_plot_axes(tmp_path, blobs, monkeypatch, capsys):
+    from matplotlib.figure import Figure
+
+    axis_labels = []
+    original = Figure.savefig
+
+    def savefig(figure, *args, **kwargs):
+        axis_labels.append((figure.axes[0].get_xlabel(), figure.axes[0].get_ylabel()))
+        return original(figure, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    data = tmp_path / "points.csv"
+    np.savetxt(data, blobs, delimiter=",", header="height,width", comments="")
+    png = str(tmp_path / "p.png")
+    assert main(["fit", str(data), "--plot", png, "--no-progress"]) == 0
+    assert axis_labels == [("height", "width")]
+
+
+def test_fit_that_does_not_converge_says_what_to_do(tmp_path, blobs, capsys):
+    from fastap._advice import not_converged_advice
+
+    data = tmp_path / "points.npy"
+    np.save(data, blobs)
+    args = ["fit", str(data), "--max-iter", "20", "--labels-out", str(tmp_path / "l.csv")]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    # The reference: the same fit's own record of its exemplar changes.
+    reference = fastap.AffinityPropagation(random_state=0, max_iter=20, record_history=True)
+    with pytest.warns(Warning):
+        reference.fit(blobs)
+    assert not reference.converged_ and summary["converged"] is False
+    expected = not_converged_advice(
+        reference.history_["n_changed"], n_iter=20, max_iter=20, damping=0.5, adaptive=False,
+        n_exemplars=len(reference.cluster_centers_indices_), style="cli",
+    )
+    assert summary["advice"] == expected
+    assert "--max-iter" in expected and "max_iter=" not in expected
+    assert summary["non_convergence"] in ("oscillation", "slow_drift")
+    assert captured.err.splitlines()[-1] == f"fastap fit: what to do: {expected}"
+    assert captured.err.splitlines()[0].startswith(
+        "fastap fit: warning: Affinity propagation did not converge"
+    )
+
+
+def test_converged_fit_has_no_advice(tmp_path, blobs, capsys):
+    data = tmp_path / "points.npy"
+    np.save(data, blobs)
+    assert main(["fit", str(data), "--labels-out", str(tmp_path / "l.csv")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["converged"] is True
+    assert summary["advice"] is None and summary["non_convergence"] is None
+
+
+def test_fit_with_nearest_neighbors_from_the_command_line(tmp_path, blobs, capsys):
+    data = tmp_path / "points.npy"
+    np.save(data, blobs)
+    args = ["fit", str(data), "--affinity", "nearest_neighbors", "--n-neighbors", "10",
+            "--labels-out", str(tmp_path / "l.csv"), "--no-progress"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    expected = fastap.AffinityPropagation(
+        affinity="nearest_neighbors", n_neighbors=10, random_state=0
+    ).fit(blobs)
+    assert summary["affinity"] == "nearest_neighbors"
+    assert summary["parameters"]["n_neighbors"] == 10
+    assert summary["exemplars"] == expected.cluster_centers_indices_.tolist()
+    table = read_labels(str(tmp_path / "l.csv"))
+    np.testing.assert_array_equal(table[:, 1], expected.labels_)
+
+
+def test_library_messages_in_the_options_words():
+    words = _cli_fit.in_command_line_words
+    assert words("use affinity='nearest_neighbors' or float32 input") == (
+        "use --affinity nearest_neighbors or float32 input (--dtype float32)"
+    )
+    assert words("The 'max_iter' parameter of AffinityPropagation must be an int") == (
+        "--max-iter must be an int"
+    )
+    assert words('try damping="auto" with max_iter=1000') == (
+        "try --damping auto with --max-iter 1000"
+    )
+    assert words("n_clusters is not supported") == "--n-clusters is not supported"
+    assert words("the damping was raised") == "the damping was raised"  # a word, not a name
+
+
+def test_same_partition_ignores_the_cluster_numbers():
+    from sklearn.metrics import adjusted_rand_score
+
+    a = np.array([0, 0, 1, 1, 2, 2])
+    for b, same in (
+        (np.array([2, 2, 0, 0, 1, 1]), True),  # renumbered
+        (np.array([0, 0, 1, 1, 1, 1]), False),  # two clusters merged
+        (np.array([0, 1, 2, 3, 4, 5]), False),  # split
+    ):
+        assert _cli.same_partition(a, b) is same
+        assert (adjusted_rand_score(a, b) == 1.0) is same  # the reference
+
+
+def test_demo_says_when_the_machine_is_busy(monkeypatch, capsys):
+    monkeypatch.setattr(_cli, "machine_load", lambda: (3.0, 2, True))
+    assert main(["demo", "--n-samples", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "Machine load before timing: 3.0 of 2 cores in use (busy: other processes are using " \
+        "the cores)" in out
+    assert "x (on a busy machine: 3.0 of 2 cores in use); same clusters as scikit-learn: " in out
+
+
+def test_demo_float32_compares_partitions(capsys):
+    assert main(["demo", "--n-samples", "300", "--dtype", "float32"]) == 0
+    out = capsys.readouterr().out
+    assert "identical labels" not in out
+    assert "same clusters as scikit-learn: yes (adjusted Rand index 1.000)" in out
+
+
+def test_demo_with_nearest_neighbors(capsys):
+    args = ["demo", "--n-samples", "300", "--affinity", "nearest_neighbors", "--n-neighbors",
+            "20", "--no-compare"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "fastap: affinity='nearest_neighbors', n_neighbors=20" in out
+
+
+def test_demo_n_neighbors_needs_its_affinity(capsys):
+    assert main(["demo", "--n-neighbors", "5"]) == 1
+    assert capsys.readouterr().err == (
+        "fastap demo: error: --n-neighbors applies to --affinity nearest_neighbors only\n"
+    )

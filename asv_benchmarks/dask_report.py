@@ -132,7 +132,7 @@ def _measure_distributed(client, n, dtype, iterations):
             started = time.perf_counter()
             zeros = np.zeros(n)
             parts = blocks.results([
-                blocks.call(p, "add_positive_parts", 0, zeros, zeros, state.group_rows)
+                blocks.call(p, "add_positive_parts", 0, zeros, zeros)
                 for p in range(len(blocks))
             ])
             np.sum([running for running, _ in parts], axis=0)

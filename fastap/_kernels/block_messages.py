@@ -10,23 +10,24 @@ single-machine fused pass (``messages.py``) is split in two here:
 1. :func:`update_block_rows`: steps 1-3 of ``messages.py`` for every row
    of the block (finish the previous iteration's off-diagonal
    availabilities with the previous column sums, search ``A + S``, update
-   ``R``), built from the row helpers of ``messages.py`` itself;
-2. :func:`add_block_positive_parts`: step 4, the block's rows added into
-   running column sums that the previous block handed over, rows in
-   increasing order, so that the totals are added in the single machine's
-   order whatever the blocking:
+   ``R``), built from the row helpers of ``messages.py`` itself, and step 4
+   fused where its order allows it (see below);
+2. step 4, the block's share of the column sums of ``Rp`` added into
+   running sums that the previous block handed over, so that the totals
+   are added in the single machine's order whatever the blocking:
 
    - float64 ("ordered"): one float64 running sum per column, rows added
-     0, 1, 2, ... (scikit-learn's order);
+     0, 1, 2, ... (scikit-learn's order). Block 0 starts from zero, so it
+     adds its rows during its pass (fused, as the single machine); every
+     other block must wait for the running sums and then reads its ``R``
+     again (:func:`add_rows_positive_parts`).
    - float32 ("grouped"): rows form fixed groups of ``group_rows`` (global
-     groups, as ``_engine._group_rows``); a group's rows are added in
-     float64 into ``partial`` from zero, and at the group's last row
-     ``partial`` is added to ``running`` and zeroed. A block boundary may
-     split a group: ``partial`` travels with ``running``.
-
-   Step 4 reads the block's ``R`` a second time (the single machine adds
-   it while the row is in cache): block ``p`` can only add its rows once
-   the running sums of blocks ``0 .. p-1`` have arrived.
+     groups, as ``_dense._group_rows``); each group is added in float64
+     from zero, then the groups are added in group order. A group that
+     starts in a block is summed during that block's pass (fused, into its
+     row of ``unit_sums``); only the rows of a group that started in the
+     previous block (fewer than ``group_rows``) are read again, continuing
+     the ``partial`` sum that block handed over.
 
 3. :func:`finish_block_iteration`: the diagonal availabilities and the
    exemplar flags of the block's rows, from the totals (``messages.
@@ -54,6 +55,7 @@ from fastap._kernels.messages import (
     _availability_and_values,
     _finish_availability_row,
     _responsibility_row,
+    _responsibility_sums_then_next_availability,
     _responsibility_then_next_availability,
     _search_row,
 )
@@ -66,10 +68,12 @@ _ADD_CHUNK_COLUMNS = 2048
 @serial_kernel
 def _update_rows_of_block(
     first, last, row_offset, S, A, R, col_sum, damping, one_minus_damping, previous_damping,
-    previous_one_minus_damping, finish_previous, row_values, chunk_top,
+    previous_one_minus_damping, finish_previous, row_values, chunk_top, accumulate, col_sum_acc,
 ):
-    """Steps 1-3 for local rows ``[first, last)``, software-pipelined as
-    ``messages._update_rows`` (step 3 of row ``r`` with step 1 of row ``r + 1``)."""
+    """Steps 1-3 (and 4 into ``col_sum_acc`` if ``accumulate``) for local
+    rows ``[first, last)``, software-pipelined as ``messages._update_rows``
+    (step 3 of row ``r`` with step 1 of row ``r + 1``); diagonal columns are
+    the global rows ``r + row_offset``."""
     if first >= last:
         return
     _availability_and_values(
@@ -80,7 +84,13 @@ def _update_rows_of_block(
     for r in range(first, last):
         j = r + 1
         has_next = j < last
-        if has_next and finish_previous:
+        if has_next and finish_previous and accumulate:
+            _responsibility_sums_then_next_availability(
+                r + row_offset, S[r], R[r], best_index, best_value, second_value,
+                j + row_offset, S[j], A[j], R[j], col_sum, col_sum_acc, damping,
+                one_minus_damping, previous_damping, previous_one_minus_damping, row_values,
+            )
+        elif has_next and finish_previous:
             _responsibility_then_next_availability(
                 S[r], R[r], best_index, best_value, second_value, j + row_offset, S[j], A[j],
                 R[j], col_sum, damping, one_minus_damping, previous_damping,
@@ -90,6 +100,8 @@ def _update_rows_of_block(
             _responsibility_row(
                 S[r], R[r], best_index, best_value, second_value, damping, one_minus_damping
             )
+            if accumulate:
+                _add_positive_part(r + row_offset, R[r], col_sum_acc)
             if has_next:
                 _availability_and_values(
                     j + row_offset, S[j], A[j], R[j], col_sum, previous_damping,
@@ -102,9 +114,10 @@ def _update_rows_of_block(
 @parallel_kernel
 def update_block_rows(
     S, A, R, row_offset, col_sum, damping, one_minus_damping, previous_damping,
-    previous_one_minus_damping, finish_previous, row_values, chunk_top,
+    previous_one_minus_damping, finish_previous, row_values, chunk_top, unit_bounds,
+    unit_sum_rows, unit_sums,
 ):
-    """Steps 1-3 of one iteration for every row of a block.
+    """Steps 1-3 of one iteration for every row of a block, step 4 where fused.
 
     Parameters
     ----------
@@ -127,17 +140,35 @@ def update_block_rows(
     finish_previous : bool
         False on the first iteration (``A`` zero) or when ``A`` is complete.
     row_values : ndarray (n_tasks, n), dtype of ``S``; chunk_top : (n_tasks, search_chunks(n)), int64
-        Scratch, one row per task; task ``t`` owns a contiguous share of the
-        rows, so the result does not depend on ``n_tasks``.
+        Scratch, one row per task.
+    unit_bounds : ndarray (n_units + 1,), int64
+        The block's rows cut into units of work (local row bounds).
+    unit_sum_rows : ndarray (n_units,), int64
+        For each unit, the row of ``unit_sums`` that receives the column
+        sums of its rows' ``Rp`` (zeroed first, added in row order in
+        float64), or -1 for none.
+    unit_sums : ndarray (n_sums, n), float64
+        Overwritten where ``unit_sum_rows`` points.
+
+    Notes
+    -----
+    Task ``t`` runs units ``t, t + n_tasks, ...``, each wholly and rows in
+    order, so the result does not depend on ``n_tasks``.
     """
-    n_rows = S.shape[0]
     n_tasks = row_values.shape[0]
+    n_units = unit_sum_rows.size
     for task in prange(n_tasks):
-        _update_rows_of_block(
-            task * n_rows // n_tasks, (task + 1) * n_rows // n_tasks, row_offset, S, A, R,
-            col_sum, damping, one_minus_damping, previous_damping, previous_one_minus_damping,
-            finish_previous, row_values[task], chunk_top[task],
-        )
+        for unit in range(task, n_units, n_tasks):
+            sum_row = unit_sum_rows[unit]
+            accumulate = sum_row >= 0
+            target = unit_sums[max(sum_row, 0)]
+            if accumulate:
+                target[:] = 0.0
+            _update_rows_of_block(
+                unit_bounds[unit], unit_bounds[unit + 1], row_offset, S, A, R, col_sum, damping,
+                one_minus_damping, previous_damping, previous_one_minus_damping,
+                finish_previous, row_values[task], chunk_top[task], accumulate, target,
+            )
 
 
 @parallel_kernel
@@ -152,56 +183,27 @@ def finish_block_availability(A, R, row_offset, col_sum, damping, one_minus_damp
 
 
 @parallel_kernel
-def add_block_positive_parts(
-    R, row_offset, n_samples, column_start, running, partial, group_rows
-):
-    """Step 4: add the block's rows of ``Rp`` into running column sums.
+def add_rows_positive_parts(R, first, last, row_offset, column_start, target):
+    """Step 4 by reading ``R`` again: ``target += Rp`` of local rows
+    ``[first, last)`` on the columns ``[column_start, column_start +
+    target.size)``, rows in increasing order (float64 ``target``; ``R(i, i)``
+    unclipped).
 
-    Parameters
-    ----------
-    R : ndarray (b, n), C order, float32 or float64
-        The block's responsibilities of this iteration. Read only.
-    row_offset, n_samples : int
-        Global index of the block's first row; total number of samples.
-    column_start : int
-        First column of the segment; the segment's length is ``running.size``.
-    running : ndarray (segment,), float64
-        Column sums of the rows before the block (of its complete groups
-        when grouped); updated in place.
-    partial : ndarray (segment,), float64
-        Grouped order only: the sums of the rows of the group that the
-        block's first row belongs to, from the rows before the block.
-        Updated in place (holds the block's last, unfinished group on
-        return; zero when the block ends a group).
-    group_rows : int
-        0 for the ordered (float64) order, else the rows per group.
-
-    Notes
-    -----
-    Each task owns a range of columns and adds the block's rows into them
-    in increasing row order: every sum is added in the single machine's
-    order, for any thread count.
+    Each task owns a range of columns: every sum is added in the single
+    machine's order, for any thread count.
     """
-    n_rows = R.shape[0]
-    size = running.size
+    size = target.size
     n_chunks = max(1, (size + _ADD_CHUNK_COLUMNS - 1) // _ADD_CHUNK_COLUMNS)
     for chunk in prange(n_chunks):
         start = chunk * size // n_chunks
         stop = (chunk + 1) * size // n_chunks
-        running_segment = running[start:stop]
-        partial_segment = partial[start:stop]
+        target_segment = target[start:stop]
         first_column = column_start + start
-        for r in range(n_rows):
-            i = r + row_offset
-            R_segment = R[r, first_column : column_start + stop]
-            if group_rows == 0:
-                _add_positive_part(i - first_column, R_segment, running_segment)
-            else:
-                _add_positive_part(i - first_column, R_segment, partial_segment)
-                if (i + 1) % group_rows == 0 or i == n_samples - 1:
-                    for k in range(stop - start):
-                        running_segment[k] += partial_segment[k]
-                        partial_segment[k] = 0.0
+        for r in range(first, last):
+            _add_positive_part(
+                r + row_offset - first_column, R[r, first_column : column_start + stop],
+                target_segment,
+            )
 
 
 @serial_kernel

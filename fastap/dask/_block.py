@@ -11,8 +11,9 @@ coordination (order of the column sums, convergence) is
 
 import numpy as np
 
-from fastap._resources import numba_threads
+from fastap._dense import _group_rows
 from fastap._kernels import block_messages, messages, noise, setup
+from fastap._resources import numba_threads
 from fastap._kernels._order import bits_view
 
 
@@ -66,8 +67,55 @@ class RowBlock:
         self.chunk_top = np.empty(
             (self.n_threads, messages.search_chunks(self.n_samples)), dtype=np.int64
         )
+        self._plan_units()
         if S_rows is not None:
             self.set_similarities(S_rows)
+
+    def _plan_units(self):
+        """Cut the block's rows into units of work for the pass and decide
+        which column sums the pass adds itself (see block_messages.py).
+
+        float64: block 0 on one thread is one unit whose sums start from
+        zero, as the running sums do (fused); other blocks add their rows
+        in step 4. float32: the rows of a group begun in the previous block
+        (added in step 4, continuing its partial sum), then one unit per
+        group that starts here, each summed from zero in the pass.
+        """
+        n, first, last = self.n_samples, self.first_row, self.last_row
+        n_rows = last - first
+        self.group_rows = _group_rows(n) if self.dtype == np.float32 else 0
+        self.lead_rows = 0
+        self.lead_completes = False
+        self.groups = []  # (sum row, complete in this block)
+        if self.group_rows == 0:
+            if first == 0 and self.n_threads == 1:
+                bounds, sum_rows = [0, n_rows], [0]
+                self.fused_whole = True
+            else:
+                tasks = self.n_threads
+                bounds = [t * n_rows // tasks for t in range(tasks + 1)]
+                sum_rows = [-1] * tasks
+                self.fused_whole = False
+            n_sums = 1 if self.fused_whole else 0
+        else:
+            self.fused_whole = False
+            group_rows = self.group_rows
+            first_group = -(-first // group_rows) * group_rows
+            self.lead_rows = min(first_group, last) - first
+            self.lead_completes = self.lead_rows > 0 and min(first_group, n) <= last
+            bounds, sum_rows = [0], []
+            if self.lead_rows > 0:
+                bounds.append(self.lead_rows)
+                sum_rows.append(-1)
+            for k, group_start in enumerate(range(first_group, last, group_rows)):
+                group_stop = min(group_start + group_rows, n)
+                bounds.append(min(group_stop, last) - first)
+                sum_rows.append(k)
+                self.groups.append((k, group_stop <= last))
+            n_sums = len(self.groups)
+        self.unit_bounds = np.asarray(bounds, dtype=np.int64)
+        self.unit_sum_rows = np.asarray(sum_rows, dtype=np.int64)
+        self.unit_sums = np.zeros((max(n_sums, 1), self.n_samples if n_sums else 1))
 
     # ------------------------------------------------------------------
     # Similarities and preference.
@@ -167,19 +215,39 @@ class RowBlock:
             block_messages.update_block_rows(
                 self.S, self.A, self.R, self.first_row, self.col_sum, damping,
                 one_minus_damping, previous_damping, previous_one_minus_damping,
-                finish_previous, self.row_values, self.chunk_top,
+                finish_previous, self.row_values, self.chunk_top, self.unit_bounds,
+                self.unit_sum_rows, self.unit_sums,
             )
         return True
 
-    def add_positive_parts(self, column_start, running, partial, group_rows):
-        """Step 4 on one column segment; returns the updated ``(running, partial)``."""
+    def add_positive_parts(self, column_start, running, partial):
+        """Step 4 on one column segment: the block's share added into the
+        running sums (and the partial group sum, float32) that the previous
+        block handed over; returns the updated ``(running, partial)``."""
         running = np.array(running, dtype=np.float64, copy=True)
         partial = np.array(partial, dtype=np.float64, copy=True)
+        columns = slice(column_start, column_start + running.size)
         with numba_threads(self.n_threads):
-            block_messages.add_block_positive_parts(
-                self.R, self.first_row, self.n_samples, column_start, running, partial,
-                group_rows,
-            )
+            if self.group_rows == 0:
+                if self.fused_whole:
+                    running += self.unit_sums[0, columns]
+                else:
+                    block_messages.add_rows_positive_parts(
+                        self.R, 0, self.R.shape[0], self.first_row, column_start, running
+                    )
+                return running, partial
+            if self.lead_rows > 0:
+                block_messages.add_rows_positive_parts(
+                    self.R, 0, self.lead_rows, self.first_row, column_start, partial
+                )
+                if self.lead_completes:
+                    running += partial
+                    partial[:] = 0.0
+            for sum_row, complete in self.groups:
+                if complete:
+                    running += self.unit_sums[sum_row, columns]
+                else:
+                    partial[:] = self.unit_sums[sum_row, columns]
         return running, partial
 
     def finish(self, col_sum, damping, one_minus_damping):
@@ -258,5 +326,6 @@ class RowBlock:
 
     def memory_bytes(self):
         """Bytes held by the block's arrays."""
-        arrays = (self.S, self.R, self.A, self.col_sum, self.row_values, self.chunk_top)
+        arrays = (self.S, self.R, self.A, self.col_sum, self.row_values, self.chunk_top,
+                  self.unit_sums)
         return int(sum(a.nbytes for a in arrays if a is not None))

@@ -26,7 +26,6 @@ partial group sums) per hop, P - 1 hops plus the return to the client, and
 
 import numpy as np
 
-from fastap._dense import _group_rows
 from fastap._kernels.setup import _RADIX_BITS, _RADIX_SIZE, _key_to_value, _middle_mean
 
 # Columns per segment of the column-sum pipeline: small enough that block
@@ -106,9 +105,6 @@ class BlockMessageState:
         self.preference = np.asarray(preference, dtype=self.dtype)
         self.seed = int(seed)
         self.is_exemplar = np.zeros(self.n_samples, dtype=bool)
-        # float64 follows scikit-learn's order of the column sums; float32
-        # adds them by the single machine's fixed groups of rows.
-        self.group_rows = 0 if self.dtype == np.float64 else _group_rows(self.n_samples)
         self.segments = column_segments(self.n_samples, len(blocks), segment_columns)
         # The last iteration's off-diagonal availabilities are finished at
         # the start of the next pass, with the damping that iteration ran
@@ -171,14 +167,13 @@ class BlockMessageState:
         P = len(self.blocks)
         futures = [
             self.blocks.call(
-                0, "add_positive_parts", start, np.zeros(stop - start), np.zeros(stop - start),
-                self.group_rows,
+                0, "add_positive_parts", start, np.zeros(stop - start), np.zeros(stop - start)
             )
             for start, stop in self.segments
         ]
         for p in range(1, P):
             futures = [
-                self.blocks.call(p, "add_positive_parts", start, *previous, self.group_rows)
+                self.blocks.call(p, "add_positive_parts", start, *previous)
                 for (start, _), previous in zip(self.segments, self.blocks.results(futures))
             ]
         totals = np.empty(self.n_samples, dtype=np.float64)

@@ -103,15 +103,17 @@ def test_clusters_with_no_exemplar():
 
 
 @pytest.mark.parametrize(
-    "args, error",
+    "args, error, message",
     [
-        ((np.zeros((4, 2)), np.zeros(3, dtype=int), [0]), ValueError),
-        ((np.zeros((4, 2)), np.zeros(4, dtype=int)), TypeError),
-        ((np.zeros((4, 2)), np.zeros(4, dtype=int), [7]), ValueError),
+        ((np.zeros((4, 2)), np.zeros(3, dtype=int), [0]), ValueError,
+         "X has 4 samples but labels has 3"),
+        ((np.zeros((4, 2)), np.zeros(4, dtype=int)), TypeError, "exemplars .* are needed"),
+        ((np.zeros((4, 2)), np.zeros(4, dtype=int), [7]), ValueError,
+         r"exemplar indices must lie in \[0, n_samples\)"),
     ],
 )
-def test_clusters_bad_input(args, error):
-    with pytest.raises(error):
+def test_clusters_bad_input(args, error, message):
+    with pytest.raises(error, match=message):
         fplot.clusters(*args)
 
 
@@ -141,7 +143,7 @@ def test_heatmap_bad_input():
         fplot.similarity_heatmap(np.zeros((3, 4)), np.zeros(3))
     with pytest.raises(ValueError, match="labels"):
         fplot.similarity_heatmap(np.zeros((3, 3)), np.zeros(4))
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="S is None and no fitted estimator"):
         fplot.similarity_heatmap(None, np.zeros(3))
 
 

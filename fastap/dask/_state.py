@@ -19,9 +19,9 @@ One iteration
 3. the totals, rounded to the message dtype, go to every block, which
    finishes its diagonal availabilities and returns its exemplar flags.
 
-Bytes per iteration: ``8 n`` (float64) or ``16 n`` (float32: running and
-partial group sums) per hop, P - 1 hops plus the return to the client, and
-``itemsize * n`` to each block in step 3; plus ``n`` flag bytes back.
+Bytes per iteration, through the client: ``8 n`` (float64) or ``16 n``
+(float32: running and partial group sums) to and from each block in step
+2, ``itemsize * n`` to each block in step 3, ``n`` flag bytes back.
 """
 
 import numpy as np
@@ -165,9 +165,12 @@ class BlockMessageState:
     def _column_sums(self):
         """Step 2: the column sums of Rp added block after block, by segment."""
         P = len(self.blocks)
+        # float64 carries no partial group sum (an empty vector travels).
+        partial_size = 0 if self.dtype == np.float64 else 1
         futures = [
             self.blocks.call(
-                0, "add_positive_parts", start, np.zeros(stop - start), np.zeros(stop - start)
+                0, "add_positive_parts", start, np.zeros(stop - start),
+                np.zeros((stop - start) * partial_size),
             )
             for start, stop in self.segments
         ]

@@ -238,7 +238,13 @@ def test_unsorted_indices_and_integer_values_are_accepted():
     assert not S.has_sorted_indices
     ap = AffinityPropagation(affinity="precomputed", random_state=0).fit(S)
     assert ap.affinity_matrix_.dtype == np.float64
-    assert ap.labels_.shape == (3,)
+    # The reference sorts the pairs itself; the default preference of sparse
+    # input is the median of the stored similarities.
+    indptr, indices, S_ref = reference.prepare_graph(S, np.median(S.data), np.random.RandomState(0))
+    centers, labels, n_iter = reference.affinity_propagation(indptr, indices, S_ref, 0.5, 200, 15)
+    np.testing.assert_array_equal(ap.cluster_centers_indices_, centers)
+    np.testing.assert_array_equal(ap.labels_, labels)
+    assert ap.n_iter_ == n_iter
 
 
 @pytest.mark.parametrize("value_dtype", [np.float64, np.float32, np.int64, np.int32])
@@ -637,3 +643,8 @@ def test_tiny_inputs():
     np.testing.assert_array_equal(ap.labels_, [0])
     ap.fit(np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]))
     assert ap.labels_.shape == (3,)
+    # A partition in which every exemplar labels its own cluster.
+    centers = ap.cluster_centers_indices_
+    assert centers.size >= 1
+    np.testing.assert_array_equal(ap.labels_[centers], np.arange(centers.size))
+    assert set(ap.labels_) == set(range(centers.size))

@@ -81,8 +81,11 @@ class LeanMessageState:
         # over the whole pool, not only the threads currently in use.
         self._n_scratch = numba.config.NUMBA_NUM_THREADS if self.parallel else 1
         self._allocate_corrections(lean_messages.INITIAL_CAPACITY)
-        self.row_values = np.empty((self._n_scratch, n), dtype=S.dtype)
-        self.chunk_top = np.empty((self._n_scratch, messages.search_chunks(n)), dtype=np.int64)
+        self.chunk_values = np.empty(
+            (self._n_scratch, lean_messages.SEARCH_CHUNK), dtype=S.dtype
+        )
+        key_dtype = np.int32 if S.dtype == np.float32 else np.int64
+        self.chunk_top = np.empty((self._n_scratch, lean_messages.search_chunks(n)), dtype=key_dtype)
         self.group_rows = group_rows(n)
         self.group_sums = np.empty((-(-n // self.group_rows), n), dtype=np.float64)
         self._resolution = float(np.finfo(S.dtype).eps) / 2
@@ -125,7 +128,7 @@ class LeanMessageState:
             self.S, self.A, self.col_sum, self.group_sums, self.R_diagonal, self.row_offset,
             self.correction_columns, self.correction_values, self.correction_count,
             self.evicted, self.availability_pending, previous, current, self._resolution,
-            self.row_values, self.chunk_top, self._saved, self.group_rows,
+            self.chunk_values, self.chunk_top, self._saved, self.group_rows,
         )
         if self.parallel:
             with numba.parallel_chunksize(1):  # groups handed out one at a time

@@ -90,10 +90,12 @@ Points", Science 315 (2007), 972-976.
 
 import numba
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.extending import intrinsic
 
 from fastap._kernels._jit import parallel_kernel, serial_kernel
-from fastap._kernels.messages import _next_availability, _search_row
+from fastap._kernels.messages import _next_availability
 
 INITIAL_CAPACITY = 8
 MAX_CAPACITY = 256
@@ -171,39 +173,223 @@ def _rebuilt(scale, s, offset, correction):
     return scale * s - offset + correction
 
 
+# --------------------------------------------------------------------------
+# Steps 1 and 4 on whole rows, with the row search folded in.
+#
+# The streaming loop takes each chunk's maximum of A + S + 0 on integer
+# keys (float_key) as it forms the values, so no row of values is stored
+# and searched again: only the winning chunk is formed a second time, from
+# A and S in cache. Before the loop, A is set to -inf at the list columns
+# and the diagonal, whose value the loop would get wrong: their key is then
+# the lowest, and the exact value found after the loop can only raise its
+# chunk's maximum.
+# --------------------------------------------------------------------------
+
+# Elements per search chunk: larger chunks cost less slicing per element,
+# smaller ones less to form again (N / 1024 chunks per row).
+SEARCH_CHUNK = 256
+
+
 @serial_kernel
-def _availability_and_values(
-    j, S_row, A_row, col_sum, finish, scale, offset, columns, values, n_entries, damping,
-    one_minus_damping, row_values, saved,
+def search_chunks(n_samples):
+    """Number of search chunks in a row, the length of a ``chunk_top`` row."""
+    return (n_samples + SEARCH_CHUNK - 1) // SEARCH_CHUNK
+
+
+@intrinsic
+def float_key(typingctx, value):
+    """Order-preserving integer key of a float (see ``_order.py``), in one
+    register: int32 for float32 (16 lanes in AVX-512, where NumPy-style
+    integer promotion would widen it to int64)."""
+    if value == types.float32:
+        key_type, width = types.int32, 32
+    elif value == types.float64:
+        key_type, width = types.int64, 64
+    else:
+        return None
+
+    def codegen(context, builder, signature, arguments):
+        int_type = ir.IntType(width)
+        bits = builder.bitcast(arguments[0], int_type)
+        sign = builder.ashr(bits, ir.Constant(int_type, width - 1))
+        magnitude = builder.and_(sign, ir.Constant(int_type, (1 << (width - 1)) - 1))
+        return builder.xor(bits, magnitude)
+
+    return key_type(value), codegen
+
+
+@intrinsic
+def key_float(typingctx, key, like):
+    """The float of dtype ``like`` whose :func:`float_key` is ``key``."""
+    if like == types.float32 and key == types.int32:
+        width = 32
+    elif like == types.float64 and key == types.int64:
+        width = 64
+    else:
+        return None
+
+    def codegen(context, builder, signature, arguments):
+        int_type = ir.IntType(width)
+        bits = arguments[0]
+        sign = builder.ashr(bits, ir.Constant(int_type, width - 1))
+        magnitude = builder.and_(sign, ir.Constant(int_type, (1 << (width - 1)) - 1))
+        float_type = ir.FloatType() if width == 32 else ir.DoubleType()
+        return builder.bitcast(builder.xor(bits, magnitude), float_type)
+
+    return like(key, like), codegen
+
+
+# The chunk helpers take whole rows and unsigned bounds: with a signed
+# offset index Numba keeps a negative-index branch and the loop does not
+# vectorize; slicing every chunk instead costs ~40% of a simple loop.
+
+
+@serial_kernel
+def _chunk_sums(lo, hi, S_i, group_sum, scale, offset):
+    """Step 4 on a chunk: ``group_sum += max(c S - z, 0)``."""
+    zero = S_i.dtype.type(0)
+    for k in range(lo, hi):
+        group_sum[k] += max(scale * S_i[k] - offset, zero)
+
+
+@serial_kernel
+def _chunk_keys(lo, hi, S_j, A_j):
+    """Largest key of ``A + S + 0`` on a chunk (A complete)."""
+    zero = S_j.dtype.type(0)
+    top = float_key(S_j.dtype.type(-np.inf))
+    for k in range(lo, hi):
+        key = float_key(A_j[k] + S_j[k] + zero)
+        top = key if key > top else top
+    return top
+
+
+@serial_kernel
+def _chunk_availability_keys(lo, hi, S_j, A_j, col_sum, scale, offset, damping, one_minus_damping):
+    """Step 1 on a chunk: finish ``A`` with ``R = c S - z``; largest key."""
+    zero = S_j.dtype.type(0)
+    top = float_key(S_j.dtype.type(-np.inf))
+    for k in range(lo, hi):
+        r = scale * S_j[k] - offset
+        a = _next_availability(A_j[k], r, col_sum[k], damping, one_minus_damping, zero)
+        A_j[k] = a
+        key = float_key(a + S_j[k] + zero)
+        top = key if key > top else top
+    return top
+
+
+@serial_kernel
+def _chunk_sums_availability_keys(
+    lo, hi, S_i, group_sum, scale, offset, S_j, A_j, col_sum, next_scale, next_offset, damping,
+    one_minus_damping,
 ):
-    """Step 1 for row ``j`` alone."""
-    dtype = S_row.dtype.type
-    zero = dtype(0)
-    if not finish:
-        for k in range(S_row.size):
-            row_values[k] = A_row[k] + S_row[k] + zero
-        return
+    """Step 4 for row ``i`` and step 1 for row ``j`` on a chunk, one loop:
+    the row of ``S`` in cache is summed while the next one streams in."""
+    zero = S_j.dtype.type(0)
+    top = float_key(S_j.dtype.type(-np.inf))
+    for k in range(lo, hi):
+        group_sum[k] += max(scale * S_i[k] - offset, zero)
+        r = next_scale * S_j[k] - next_offset
+        a = _next_availability(A_j[k], r, col_sum[k], damping, one_minus_damping, zero)
+        A_j[k] = a
+        key = float_key(a + S_j[k] + zero)
+        top = key if key > top else top
+    return top
+
+
+@serial_kernel
+def _stream_rows(
+    S_i, group_sum, scale, offset, sums, S_j, A_j, col_sum, next_scale, next_offset, damping,
+    one_minus_damping, mode, chunk_top,
+):
+    """Step 4 for row ``i`` if ``sums``; for row ``j`` by ``mode``: 0
+    nothing, 1 keys of ``A + S`` (``A`` complete), 2 finish ``A`` and keys.
+    Chunk maxima go to ``chunk_top``. The choice is made per chunk, never
+    per element."""
+    n = S_j.size
+    for chunk in range(search_chunks(n)):
+        lo = np.uint64(chunk * SEARCH_CHUNK)
+        hi = np.uint64(min(chunk * SEARCH_CHUNK + SEARCH_CHUNK, n))
+        if sums and mode == 2:
+            chunk_top[chunk] = _chunk_sums_availability_keys(
+                lo, hi, S_i, group_sum, scale, offset, S_j, A_j, col_sum, next_scale,
+                next_offset, damping, one_minus_damping,
+            )
+            continue
+        if sums:
+            _chunk_sums(lo, hi, S_i, group_sum, scale, offset)
+        if mode == 2:
+            chunk_top[chunk] = _chunk_availability_keys(
+                lo, hi, S_j, A_j, col_sum, next_scale, next_offset, damping, one_minus_damping
+            )
+        elif mode == 1:
+            chunk_top[chunk] = _chunk_keys(lo, hi, S_j, A_j)
+
+
+@serial_kernel
+def _search(S_row, A_row, chunk_top, chunk_values):
+    """Return ``(best_index, best_value, second_value)`` of ``A + S + 0``
+    from the chunk maxima: the first chunk holding the maximum is formed
+    again into ``chunk_values`` (scratch, ``SEARCH_CHUNK`` long) for the
+    first arg-maximum (as ``np.argmax``) and the chunk's second maximum."""
+    n = S_row.size
+    n_chunks = search_chunks(n)
+    best_chunk = 0
+    best_key = chunk_top[0]
+    for chunk in range(1, n_chunks):
+        if chunk_top[chunk] > best_key:  # strictly: the first chunk holding it
+            best_key = chunk_top[chunk]
+            best_chunk = chunk
+    lo = best_chunk * SEARCH_CHUNK
+    hi = min(lo + SEARCH_CHUNK, n)
+    values = chunk_values[: hi - lo]
+    _form_values(S_row[lo:hi], A_row[lo:hi], values)
+    first = values.size
+    for k in range(values.size):
+        first = min(first, k if float_key(values[k]) == best_key else values.size)
+    second_key = float_key(S_row.dtype.type(-np.inf))
+    second_key = max(second_key, _chunk_top(values[:first]))
+    second_key = max(second_key, _chunk_top(values[first + 1 :]))
+    for chunk in range(n_chunks):
+        if chunk != best_chunk:
+            second_key = max(second_key, chunk_top[chunk])
+    return lo + first, values[first], key_float(second_key, values[first])
+
+
+@serial_kernel
+def _form_values(S_segment, A_segment, values):
+    zero = S_segment.dtype.type(0)
+    for k in range(values.size):
+        values[k] = A_segment[k] + S_segment[k] + zero
+
+
+@serial_kernel
+def _chunk_top(values):
+    top = float_key(values.dtype.type(-np.inf))
+    for k in range(values.size):
+        key = float_key(values[k])
+        top = key if key > top else top
+    return top
+
+
+@serial_kernel
+def _poison_availability(j, A_row, columns, n_entries, saved):
+    """Save ``A`` at the list columns and the diagonal, set them to -inf."""
+    minus_inf = A_row.dtype.type(-np.inf)
     for m in range(n_entries):
         saved[m] = A_row[columns[m]]
+        A_row[columns[m]] = minus_inf
     diagonal = A_row[j]
-    for k in range(S_row.size):
-        r = scale * S_row[k] - offset
-        a = _next_availability(A_row[k], r, col_sum[k], damping, one_minus_damping, zero)
-        A_row[k] = a
-        row_values[k] = a + S_row[k] + zero
-    _fix_availability_columns(
-        S_row, A_row, col_sum, scale, offset, columns, values, n_entries, damping,
-        one_minus_damping, row_values, saved,
-    )
-    A_row[j] = diagonal
-    row_values[j] = diagonal + S_row[j] + zero
+    A_row[j] = minus_inf
+    return diagonal
 
 
 @serial_kernel
-def _fix_availability_columns(
-    S_row, A_row, col_sum, scale, offset, columns, values, n_entries, damping,
-    one_minus_damping, row_values, saved,
+def _fix_availability(
+    j, diagonal, S_row, A_row, col_sum, scale, offset, columns, values, n_entries, damping,
+    one_minus_damping, saved, chunk_top,
 ):
+    """Step 1 at the list columns (exact ``R``, from the saved ``A``) and the
+    diagonal (kept); their keys join their chunks' maxima."""
     dtype = S_row.dtype.type
     zero = dtype(0)
     for m in range(n_entries):
@@ -211,77 +397,44 @@ def _fix_availability_columns(
         r = _rebuilt(scale, S_row[k], offset, dtype(values[m]))
         a = _next_availability(dtype(saved[m]), r, col_sum[k], damping, one_minus_damping, zero)
         A_row[k] = a
-        row_values[k] = a + S_row[k] + zero
+        chunk = k // SEARCH_CHUNK
+        chunk_top[chunk] = max(chunk_top[chunk], float_key(a + S_row[k] + zero))
+    A_row[j] = diagonal
+    chunk = j // SEARCH_CHUNK
+    chunk_top[chunk] = max(chunk_top[chunk], float_key(diagonal + S_row[j] + zero))
 
 
 @serial_kernel
-def _positive_sums(
-    i, S_row, group_sum, scale, offset, columns, values, n_entries, R_diagonal_i, saved_sums
-):
-    """Step 4 for row ``i`` alone."""
-    zero = S_row.dtype.type(0)
+def _save_sums(i, group_sum, columns, n_entries, saved):
     for m in range(n_entries):
-        saved_sums[m] = group_sum[columns[m]]
-    diagonal_before = group_sum[i]
-    for k in range(S_row.size):
-        group_sum[k] += max(scale * S_row[k] - offset, zero)
-    _fix_sum_columns(i, S_row, group_sum, scale, offset, columns, values, n_entries,
-                     R_diagonal_i, diagonal_before, saved_sums)
+        saved[m] = group_sum[columns[m]]
+    return group_sum[i]
 
 
 @serial_kernel
-def _fix_sum_columns(
-    i, S_row, group_sum, scale, offset, columns, values, n_entries, R_diagonal_i,
-    diagonal_before, saved_sums,
+def _fix_sums(
+    i, diagonal_before, S_row, group_sum, scale, offset, columns, values, n_entries,
+    R_diagonal_i, saved,
 ):
-    """Redo step 4 at the list columns (from the sums saved before the loop)
-    and at the diagonal, where ``R(i, i)`` is added unclipped."""
+    """Redo step 4 at the list columns (from the sums saved before the loop,
+    one addition each: bitwise the plain order) and at the diagonal, where
+    ``R(i, i)`` is added unclipped."""
     dtype = S_row.dtype.type
     zero = dtype(0)
     for m in range(n_entries):
         k = columns[m]
         r = _rebuilt(scale, S_row[k], offset, dtype(values[m]))
-        group_sum[k] = saved_sums[m] + max(r, zero)
+        group_sum[k] = saved[m] + max(r, zero)
     group_sum[i] = diagonal_before + R_diagonal_i
-
-
-@serial_kernel
-def _sums_then_next_availability(
-    i, S_row, group_sum, scale, offset, columns, values, n_entries, R_diagonal_i,
-    j, S_next, A_next, col_sum, next_scale, next_offset, next_columns, next_values,
-    next_entries, damping, one_minus_damping, row_values, saved_sums, saved_availability,
-):
-    """Step 4 for row ``i`` fused with step 1 for row ``j = i + 1``: the
-    row of ``S`` in cache is summed while the next one streams in."""
-    zero = S_row.dtype.type(0)
-    for m in range(n_entries):
-        saved_sums[m] = group_sum[columns[m]]
-    diagonal_before = group_sum[i]
-    for m in range(next_entries):
-        saved_availability[m] = A_next[next_columns[m]]
-    next_diagonal = A_next[j]
-    for k in range(S_row.size):
-        group_sum[k] += max(scale * S_row[k] - offset, zero)
-        r = next_scale * S_next[k] - next_offset
-        a = _next_availability(A_next[k], r, col_sum[k], damping, one_minus_damping, zero)
-        A_next[k] = a
-        row_values[k] = a + S_next[k] + zero
-    _fix_sum_columns(i, S_row, group_sum, scale, offset, columns, values, n_entries,
-                     R_diagonal_i, diagonal_before, saved_sums)
-    _fix_availability_columns(
-        S_next, A_next, col_sum, next_scale, next_offset, next_columns, next_values,
-        next_entries, damping, one_minus_damping, row_values, saved_availability,
-    )
-    A_next[j] = next_diagonal
-    row_values[j] = next_diagonal + S_next[j] + zero
 
 
 @serial_kernel
 def _update_rows(
     first_row, last_row, S, A, col_sum, group_sum, R_diagonal, row_offset, columns, values,
-    count, evicted, finish, previous, current, resolution, row_values, chunk_top, saved,
+    count, evicted, finish, previous, current, resolution, chunk_values, chunk_top, saved,
 ):
-    """Steps 1-4 for rows ``[first_row, last_row)``, in order.
+    """Steps 1-4 for rows ``[first_row, last_row)``, in order: one streaming
+    pass per row does step 4 of row ``i`` and step 1 of row ``i + 1``.
 
     ``previous = (c, d, 1 - d)`` of the last iteration (finishing its
     availabilities), ``current = (c, d, 1 - d)`` of this one, both float64
@@ -297,43 +450,56 @@ def _update_rows(
     scale = dtype(scale64)
     saved_sums = saved[0]
     saved_availability = saved[1]
-    _availability_and_values(
-        first_row, S[first_row], A[first_row], col_sum, finish, previous_scale,
-        dtype(row_offset[first_row]), columns[first_row], values[first_row], count[first_row],
-        previous_damping, previous_one_minus, row_values, saved_availability,
-    )
-    for i in range(first_row, last_row):
-        best_index, best_value, second_value = _search_row(row_values, chunk_top)
-        _update_row_scalars(
-            i, S[i], best_index, best_value, second_value, R_diagonal, row_offset, columns[i],
-            values[i], count, evicted, scale64, damping64, one_minus64, resolution,
-        )
-        offset = dtype(row_offset[i])
+    mode = 2 if finish else 1
+    diagonal = dtype(0)
+    for i in range(first_row - 1, last_row):
+        # Step 4 for row i (none before the first), step 1 for row j.
         j = i + 1
-        if j < last_row and finish:
-            _sums_then_next_availability(
-                i, S[i], group_sum, scale, offset, columns[i], values[i], count[i],
-                R_diagonal[i], j, S[j], A[j], col_sum, previous_scale, dtype(row_offset[j]),
-                columns[j], values[j], count[j], previous_damping, previous_one_minus,
-                row_values, saved_sums, saved_availability,
+        has_sums = i >= first_row
+        has_next = j < last_row
+        offset = dtype(row_offset[i]) if has_sums else dtype(0)
+        n_entries = count[i] if has_sums else 0
+        diagonal_before = 0.0
+        if has_sums:
+            diagonal_before = _save_sums(i, group_sum, columns[i], n_entries, saved_sums)
+        next_mode = mode if has_next else 0
+        next_row = j if has_next else i
+        next_entries = count[j] if next_mode == 2 else 0
+        next_offset = dtype(row_offset[next_row])
+        if next_mode == 2:
+            diagonal = _poison_availability(
+                j, A[j], columns[j], next_entries, saved_availability
             )
-        else:
-            _positive_sums(
-                i, S[i], group_sum, scale, offset, columns[i], values[i], count[i],
-                R_diagonal[i], saved_sums,
+        _stream_rows(
+            S[max(i, first_row)], group_sum, scale, offset, has_sums, S[next_row], A[next_row],
+            col_sum, previous_scale, next_offset, previous_damping, previous_one_minus,
+            next_mode, chunk_top,
+        )
+        if has_sums:
+            _fix_sums(
+                i, diagonal_before, S[i], group_sum, scale, offset, columns[i], values[i],
+                n_entries, R_diagonal[i], saved_sums,
             )
-            if j < last_row:
-                _availability_and_values(
-                    j, S[j], A[j], col_sum, finish, previous_scale, dtype(row_offset[j]),
-                    columns[j], values[j], count[j], previous_damping, previous_one_minus,
-                    row_values, saved_availability,
-                )
+        if not has_next:
+            break
+        if next_mode == 2:
+            _fix_availability(
+                j, diagonal, S[j], A[j], col_sum, previous_scale, next_offset, columns[j],
+                values[j], next_entries, previous_damping, previous_one_minus,
+                saved_availability, chunk_top,
+            )
+        # Steps 2-3 for row j.
+        best_index, best_value, second_value = _search(S[j], A[j], chunk_top, chunk_values)
+        _update_row_scalars(
+            j, S[j], best_index, best_value, second_value, R_diagonal, row_offset, columns[j],
+            values[j], count, evicted, scale64, damping64, one_minus64, resolution,
+        )
 
 
 @serial_kernel
 def _update_group(
     group, group_rows, S, A, col_sum, group_sums, R_diagonal, row_offset, columns, values,
-    count, evicted, finish, previous, current, resolution, row_values, chunk_top, saved,
+    count, evicted, finish, previous, current, resolution, chunk_values, chunk_top, saved,
 ):
     n = S.shape[0]
     group_sum = group_sums[group]
@@ -341,7 +507,7 @@ def _update_group(
     _update_rows(
         group * group_rows, min((group + 1) * group_rows, n), S, A, col_sum, group_sum,
         R_diagonal, row_offset, columns, values, count, evicted, finish, previous, current,
-        resolution, row_values, chunk_top, saved,
+        resolution, chunk_values, chunk_top, saved,
     )
 
 
@@ -356,21 +522,22 @@ def _update_group(
 # finish : bool; False while A is complete (first iteration, after a reset).
 # previous, current : see _update_rows.
 # resolution : float64; half the machine epsilon of the dtype of S.
-# row_values : (n_threads, n), dtype of S; chunk_top : (n_threads,
-#     messages.search_chunks(n)), int64; saved : (n_threads, 2, capacity),
-#     float64. Scratch, one row per thread (numba.get_thread_id()).
+# chunk_values : (n_threads, SEARCH_CHUNK), dtype of S; chunk_top : (n_threads,
+#     search_chunks(n)), int32 for float32 and int64 for float64 (the keys);
+#     saved : (n_threads, 2, capacity), float64. Scratch, one row per thread
+#     (numba.get_thread_id()).
 
 
 @serial_kernel
 def update_messages_serial(
     S, A, col_sum, group_sums, R_diagonal, row_offset, columns, values, count, evicted,
-    finish, previous, current, resolution, row_values, chunk_top, saved, group_rows,
+    finish, previous, current, resolution, chunk_values, chunk_top, saved, group_rows,
 ):
     """One lean pass on one thread (see the shared arguments above)."""
     for group in range(group_sums.shape[0]):
         _update_group(
             group, group_rows, S, A, col_sum, group_sums, R_diagonal, row_offset, columns,
-            values, count, evicted, finish, previous, current, resolution, row_values[0],
+            values, count, evicted, finish, previous, current, resolution, chunk_values[0],
             chunk_top[0], saved[0],
         )
 
@@ -378,7 +545,7 @@ def update_messages_serial(
 @parallel_kernel
 def update_messages_parallel(
     S, A, col_sum, group_sums, R_diagonal, row_offset, columns, values, count, evicted,
-    finish, previous, current, resolution, row_values, chunk_top, saved, group_rows,
+    finish, previous, current, resolution, chunk_values, chunk_top, saved, group_rows,
 ):
     """One lean pass on Numba's threads: each group wholly on one thread, so
     the result is the serial pass's, bitwise. Call it inside
@@ -390,7 +557,7 @@ def update_messages_parallel(
         thread = numba.get_thread_id()
         _update_group(
             group, group_rows, S, A, col_sum, group_sums, R_diagonal, row_offset, columns,
-            values, count, evicted, finish, previous, current, resolution, row_values[thread],
+            values, count, evicted, finish, previous, current, resolution, chunk_values[thread],
             chunk_top[thread], saved[thread],
         )
 

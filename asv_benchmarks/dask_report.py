@@ -5,8 +5,12 @@
 For each N (make_blobs, 8 features, 20 centers, damping 0.9, the median
 preference):
 
-- single machine: the dense engine with 2 Numba threads, in its own process
-  (its peak RSS is that process's);
+- single machine: the dense engine with 1 and 2 Numba threads, in its own
+  process (its peak RSS is that process's);
+- in-process: the blocks' kernels and state on P = 2 blocks in this
+  process (``LocalBlocks``, no Dask) against the dense engine, both on one
+  thread, iterations alternated: the engine's own overhead (step 4 reading
+  R again for float64 blocks after the first), robust to a busy machine;
 - distributed: a LocalCluster of 2 worker processes x 1 thread, one block
   per worker, the same iterations through ``BlockMessageState``; the
   iteration's phases timed apart: the column-sum pipeline (block 0 -> 1 in
@@ -73,6 +77,50 @@ def _measure_single(n, dtype, iterations, threads):
             state.iterate()
             times.append(time.perf_counter() - started)
     return {"iteration_ms": _median_ms(times), "peak_rss_mib": _peak_rss_mib()}
+
+
+def _measure_in_process(n, dtype, iterations):
+    """Blocks (P = 2, in this process) against the dense engine, one thread,
+    iterations alternated; returns the two medians (ms)."""
+    import numba
+
+    from fastap import _dense
+    from fastap._kernels import setup
+    from fastap._similarity import negative_squared_euclidean
+    from fastap.dask._block import RowBlock
+    from fastap.dask._state import BlockMessageState, LocalBlocks, even_bounds, place_preference
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        dtype = np.dtype(dtype)
+        S = negative_squared_euclidean(_blobs(n, dtype), dtype)
+        preference = np.asarray(setup.median_of_matrix(S, n_tasks=1))
+        bounds = even_bounds(n, 2)
+        blocks = LocalBlocks(RowBlock(n, a, b, dtype) for a, b in zip(bounds[:-1], bounds[1:]))
+        for p in range(2):
+            blocks.call(p, "set_similarities", S[bounds[p]:bounds[p + 1]])
+        place_preference(blocks, bounds, preference, dtype)
+        blocks_state = BlockMessageState(blocks, bounds, dtype, preference, 0.9, 0)
+        blocks_state.prepare()
+        dense = _dense.DenseMessageState(
+            S, preference, damping=0.9, random_state=np.random.RandomState(0), n_threads=1
+        )
+        dense.prepare()
+        for _ in range(2):
+            dense.iterate()
+            blocks_state.iterate()
+        dense_times, block_times = [], []
+        for _ in range(iterations):
+            started = time.perf_counter()
+            dense.iterate()
+            dense_times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            blocks_state.iterate()
+            block_times.append(time.perf_counter() - started)
+    finally:
+        numba.set_num_threads(previous)
+    return {"dense_ms": _median_ms(dense_times), "blocks_ms": _median_ms(block_times)}
 
 
 def _child(n, dtype, iterations, threads):
@@ -193,7 +241,8 @@ def main():
     parser.add_argument("--n", type=int, nargs="+", default=[4000, 16000])
     parser.add_argument("--dtype", default="float64")
     parser.add_argument("--iterations", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=2, help="single machine's threads")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                        help="single machine's threads")
     args = parser.parse_args()
 
     from distributed import Client, LocalCluster
@@ -203,32 +252,40 @@ def main():
           f"{args.iterations} timed iterations (medians)\n")
     rows = []
     for n in args.n:
-        single = _child(n, args.dtype, args.iterations, args.threads)
+        single = {t: _child(n, args.dtype, args.iterations, t) for t in args.threads}
+        in_process = _measure_in_process(n, args.dtype, args.iterations)
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                           dashboard_address=":0") as cluster, Client(cluster) as client:
             distributed = _measure_distributed(client, n, args.dtype, args.iterations)
             latency = _measure_latency(client, n) if n == args.n[0] else None
-        rows.append((n, single, distributed))
-        print(f"N={n}: single {json.dumps(single)}\n        distributed {json.dumps(distributed)}")
+        rows.append((n, single, distributed, in_process))
+        print(f"N={n}: single {json.dumps(single)}\n  distributed {json.dumps(distributed)}"
+              f"\n  in-process {json.dumps(in_process)}")
         if latency:
             print("\n| round trip, 2 workers | actor call | pinned task |\n|---|---|---|")
             for label, (actor, task) in latency.items():
                 print(f"| {label} | {actor:.1f} ms | {task:.1f} ms |")
         print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout}")
 
-    print("\n| N | single, 2 threads | 2 workers x 1 thread | overhead | of which: column-sum "
-          "pipeline | unordered gather | empty round | worker peak RSS | block |")
+    threads = " / ".join(str(t) for t in args.threads)
+    print(f"\n| N | single, {threads} threads | 2 workers x 1 thread | column-sum pipeline "
+          "| unordered gather | empty round | worker peak RSS | block | in-process P=2 / dense, "
+          "1 thread |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for n, single, dist in rows:
-        overhead = dist["iteration_ms"] / single["iteration_ms"] - 1
+    for n, single, dist, in_process in rows:
+        singles = " / ".join(f"{single[t]['iteration_ms']:.0f}" for t in args.threads)
         print(
-            f"| {n} | {single['iteration_ms']:.0f} ms | {dist['iteration_ms']:.0f} ms | "
-            f"{overhead:+.0%} | {dist['pipeline_ms']:.0f} ms ({dist['segments']} segments) | "
+            f"| {n} | {singles} ms | {dist['iteration_ms']:.0f} ms | "
+            f"{dist['pipeline_ms']:.0f} ms ({dist['segments']} segments) | "
             f"{dist['gather_ms']:.0f} ms | {dist['ping_ms']:.1f} ms | "
-            f"{max(dist['worker_peak_rss_mib']):.0f} MiB | {max(dist['block_mib']):.0f} MiB |"
+            f"{max(dist['worker_peak_rss_mib']):.0f} MiB | {max(dist['block_mib']):.0f} MiB | "
+            f"{in_process['blocks_ms']:.0f} / {in_process['dense_ms']:.0f} ms = "
+            f"{in_process['blocks_ms'] / in_process['dense_ms']:.2f} |"
         )
-    print(f"\nclient peak RSS: {_peak_rss_mib():.0f} MiB; single machine's peak RSS: "
-          + ", ".join(f"N={n}: {s['peak_rss_mib']:.0f} MiB" for n, s, _ in rows))
+    print(f"\nclient peak RSS: {_peak_rss_mib():.0f} MiB (includes the in-process comparison); "
+          "single machine's peak RSS: "
+          + ", ".join(f"N={n}: {s[args.threads[0]]['peak_rss_mib']:.0f} MiB"
+                      for n, s, _, _ in rows))
 
 
 if __name__ == "__main__":

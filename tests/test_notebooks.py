@@ -5,11 +5,14 @@ a few seconds each). A cell that raises fails the test (nbclient raises
 CellExecutionError); every plot must come out as an image/png output.
 """
 
+import os
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from tests.conftest import DEFAULT_TEST_THREADS
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -37,7 +40,10 @@ def execute(name, monkeypatch):
         kernel_name="python3",
         resources={"metadata": {"path": str(NOTEBOOKS)}},
     )
-    client.execute()
+    # conftest.py raises NUMBA_NUM_THREADS above the core count for the
+    # thread tests; the notebook kernels run at the machine's own count.
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(DEFAULT_TEST_THREADS))
+    client.execute(env=env)
     return notebook
 
 

@@ -85,7 +85,13 @@ class LeanMessageState:
             (self._n_scratch, lean_messages.SEARCH_CHUNK), dtype=S.dtype
         )
         key_dtype = np.int32 if S.dtype == np.float32 else np.int64
-        self.chunk_top = np.empty((self._n_scratch, lean_messages.search_chunks(n)), dtype=key_dtype)
+        n_chunks = lean_messages.search_chunks(n)
+        self.chunk_top = np.empty((self._n_scratch, n_chunks), dtype=key_dtype)
+        # Off-diagonal maxima of S per search chunk: where c max(S) - z is
+        # not positive the pass skips step 4 and takes a cheaper step 1.
+        self.chunk_max = np.empty((n, n_chunks), dtype=S.dtype)
+        lean_messages.off_diagonal_chunk_maxima(S, self.chunk_max)
+        self.cold_terms = np.empty(n, dtype=S.dtype)
         self.group_rows = group_rows(n)
         self.group_sums = np.empty((-(-n // self.group_rows), n), dtype=np.float64)
         self._resolution = float(np.finfo(S.dtype).eps) / 2
@@ -124,11 +130,16 @@ class LeanMessageState:
         scale = damping * self.scale + one_minus_damping
         previous = (self.scale, self.previous_damping, 1 - self.previous_damping)
         current = (scale, damping, one_minus_damping)
+        if self.availability_pending:
+            lean_messages.cold_availability_terms(
+                self.col_sum, dtype(1 - self.previous_damping), self.cold_terms
+            )
         arguments = (
             self.S, self.A, self.col_sum, self.group_sums, self.R_diagonal, self.row_offset,
             self.correction_columns, self.correction_values, self.correction_count,
             self.evicted, self.availability_pending, previous, current, self._resolution,
-            self.chunk_values, self.chunk_top, self._saved, self.group_rows,
+            self.chunk_values, self.chunk_top, self._saved, self.group_rows, self.chunk_max,
+            self.cold_terms,
         )
         if self.parallel:
             with numba.parallel_chunksize(1):  # groups handed out one at a time

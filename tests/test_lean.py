@@ -312,3 +312,21 @@ def test_assign_and_net_similarity_match_numpy():
     best = S[:, exemplars].max(axis=1)
     best[exemplars] = np.diag(S)[exemplars]
     np.testing.assert_allclose(state.net_similarity(), best.sum(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_skipping_chunks_without_positive_responsibility_is_exact(float_dtype, n_threads):
+    # Chunks whose c max(S) - z is not positive skip step 4 and take the
+    # short form of step 1: bitwise what the full formulas give (+inf chunk
+    # maxima make every chunk take them).
+    S = prepared(700, float_dtype, centers=6, random_state=8)
+    skipped = _lean.LeanMessageState(S.copy(), 0.5, n_threads)
+    full = _lean.LeanMessageState(S.copy(), 0.5, n_threads)
+    full.chunk_max[:] = np.inf
+    for t, damping in enumerate(SCHEDULE * 3):
+        for state in (skipped, full):
+            state.set_damping(damping)
+            state.iterate()
+    np.testing.assert_array_equal(skipped.A, full.A)
+    np.testing.assert_array_equal(skipped.messages()[0], full.messages()[0])
+    assert skipped.is_exemplar.any()

@@ -297,32 +297,80 @@ def _chunk_sums_availability_keys(
 
 
 @serial_kernel
+def _chunk_cold_availability_keys(lo, hi, S_j, A_j, cold_terms, damping):
+    """Step 1 on a chunk where no ``R`` is positive: ``Rp = 0``, so the
+    update is ``A d - max(-col_sum, 0) (1 - d)``, the last term per column
+    (``cold_terms``, the same products as the full formula); largest key."""
+    zero = S_j.dtype.type(0)
+    top = float_key(S_j.dtype.type(-np.inf))
+    for k in range(lo, hi):
+        a = A_j[k] * damping - cold_terms[k]
+        A_j[k] = a
+        key = float_key(a + S_j[k] + zero)
+        top = key if key > top else top
+    return top
+
+
+@serial_kernel
 def _stream_rows(
-    S_i, group_sum, scale, offset, sums, S_j, A_j, col_sum, next_scale, next_offset, damping,
-    one_minus_damping, mode, chunk_top,
+    S_i, chunk_max_i, group_sum, scale, offset, sums, S_j, chunk_max_j, A_j, col_sum,
+    cold_terms, next_scale, next_offset, damping, one_minus_damping, mode, chunk_top,
 ):
     """Step 4 for row ``i`` if ``sums``; for row ``j`` by ``mode``: 0
     nothing, 1 keys of ``A + S`` (``A`` complete), 2 finish ``A`` and keys.
-    Chunk maxima go to ``chunk_top``. The choice is made per chunk, never
-    per element."""
+    Chunk maxima of the keys go to ``chunk_top``.
+
+    ``R = c S - z`` rounds monotonically in ``S``, so a chunk's largest
+    ``R`` is ``c max(S) - z`` over the chunk (``chunk_max_*``, off the
+    diagonal): where it is not positive, step 4 adds nothing (skipped) and
+    step 1 takes the cheaper form. Most chunks of most rows are such.
+    Choices are made per chunk, never per element.
+    """
     n = S_j.size
+    zero = S_j.dtype.type(0)
     for chunk in range(search_chunks(n)):
         lo = np.uint64(chunk * SEARCH_CHUNK)
         hi = np.uint64(min(chunk * SEARCH_CHUNK + SEARCH_CHUNK, n))
-        if sums and mode == 2:
-            chunk_top[chunk] = _chunk_sums_availability_keys(
-                lo, hi, S_i, group_sum, scale, offset, S_j, A_j, col_sum, next_scale,
-                next_offset, damping, one_minus_damping,
-            )
-            continue
-        if sums:
+        if sums and scale * chunk_max_i[chunk] - offset > zero:
             _chunk_sums(lo, hi, S_i, group_sum, scale, offset)
         if mode == 2:
-            chunk_top[chunk] = _chunk_availability_keys(
-                lo, hi, S_j, A_j, col_sum, next_scale, next_offset, damping, one_minus_damping
-            )
+            if next_scale * chunk_max_j[chunk] - next_offset > zero:
+                chunk_top[chunk] = _chunk_availability_keys(
+                    lo, hi, S_j, A_j, col_sum, next_scale, next_offset, damping,
+                    one_minus_damping,
+                )
+            else:
+                chunk_top[chunk] = _chunk_cold_availability_keys(
+                    lo, hi, S_j, A_j, cold_terms, damping
+                )
         elif mode == 1:
             chunk_top[chunk] = _chunk_keys(lo, hi, S_j, A_j)
+
+
+@parallel_kernel
+def off_diagonal_chunk_maxima(S, chunk_max):
+    """``chunk_max[i, c]``: the largest ``S(i, k)`` over the search chunk
+    ``c`` of row ``i``, the diagonal left out (-inf for a chunk holding only
+    the diagonal). ``chunk_max`` : ``(n, search_chunks(n))``, dtype of S."""
+    n = S.shape[0]
+    minus_inf = S.dtype.type(-np.inf)
+    for i in prange(n):
+        row = S[i]
+        for chunk in range(search_chunks(n)):
+            top = minus_inf
+            for k in range(chunk * SEARCH_CHUNK, min(chunk * SEARCH_CHUNK + SEARCH_CHUNK, n)):
+                if k != i:
+                    top = max(top, row[k])
+            chunk_max[i, chunk] = top
+
+
+@parallel_kernel
+def cold_availability_terms(col_sum, one_minus_damping, cold_terms):
+    """``cold_terms[k] = max(-col_sum[k], 0) * (1 - d)`` (see
+    :func:`_chunk_cold_availability_keys`), in the dtype of ``col_sum``."""
+    zero = col_sum.dtype.type(0)
+    for k in prange(col_sum.size):
+        cold_terms[k] = max(zero - col_sum[k], zero) * one_minus_damping
 
 
 @serial_kernel
@@ -432,6 +480,7 @@ def _fix_sums(
 def _update_rows(
     first_row, last_row, S, A, col_sum, group_sum, R_diagonal, row_offset, columns, values,
     count, evicted, finish, previous, current, resolution, chunk_values, chunk_top, saved,
+    chunk_max, cold_terms,
 ):
     """Steps 1-4 for rows ``[first_row, last_row)``, in order: one streaming
     pass per row does step 4 of row ``i`` and step 1 of row ``i + 1``.
@@ -470,10 +519,11 @@ def _update_rows(
             diagonal = _poison_availability(
                 j, A[j], columns[j], next_entries, saved_availability
             )
+        row = max(i, first_row)
         _stream_rows(
-            S[max(i, first_row)], group_sum, scale, offset, has_sums, S[next_row], A[next_row],
-            col_sum, previous_scale, next_offset, previous_damping, previous_one_minus,
-            next_mode, chunk_top,
+            S[row], chunk_max[row], group_sum, scale, offset, has_sums, S[next_row],
+            chunk_max[next_row], A[next_row], col_sum, cold_terms, previous_scale, next_offset,
+            previous_damping, previous_one_minus, next_mode, chunk_top,
         )
         if has_sums:
             _fix_sums(
@@ -500,6 +550,7 @@ def _update_rows(
 def _update_group(
     group, group_rows, S, A, col_sum, group_sums, R_diagonal, row_offset, columns, values,
     count, evicted, finish, previous, current, resolution, chunk_values, chunk_top, saved,
+    chunk_max, cold_terms,
 ):
     n = S.shape[0]
     group_sum = group_sums[group]
@@ -507,7 +558,7 @@ def _update_group(
     _update_rows(
         group * group_rows, min((group + 1) * group_rows, n), S, A, col_sum, group_sum,
         R_diagonal, row_offset, columns, values, count, evicted, finish, previous, current,
-        resolution, chunk_values, chunk_top, saved,
+        resolution, chunk_values, chunk_top, saved, chunk_max, cold_terms,
     )
 
 
@@ -526,19 +577,23 @@ def _update_group(
 #     search_chunks(n)), int32 for float32 and int64 for float64 (the keys);
 #     saved : (n_threads, 2, capacity), float64. Scratch, one row per thread
 #     (numba.get_thread_id()).
+# chunk_max : (n, search_chunks(n)), dtype of S; off_diagonal_chunk_maxima(S).
+# cold_terms : (n,), dtype of S; cold_availability_terms(col_sum, 1 - d of the
+#     previous iteration).
 
 
 @serial_kernel
 def update_messages_serial(
     S, A, col_sum, group_sums, R_diagonal, row_offset, columns, values, count, evicted,
     finish, previous, current, resolution, chunk_values, chunk_top, saved, group_rows,
+    chunk_max, cold_terms,
 ):
     """One lean pass on one thread (see the shared arguments above)."""
     for group in range(group_sums.shape[0]):
         _update_group(
             group, group_rows, S, A, col_sum, group_sums, R_diagonal, row_offset, columns,
             values, count, evicted, finish, previous, current, resolution, chunk_values[0],
-            chunk_top[0], saved[0],
+            chunk_top[0], saved[0], chunk_max, cold_terms,
         )
 
 
@@ -546,6 +601,7 @@ def update_messages_serial(
 def update_messages_parallel(
     S, A, col_sum, group_sums, R_diagonal, row_offset, columns, values, count, evicted,
     finish, previous, current, resolution, chunk_values, chunk_top, saved, group_rows,
+    chunk_max, cold_terms,
 ):
     """One lean pass on Numba's threads: each group wholly on one thread, so
     the result is the serial pass's, bitwise. Call it inside
@@ -558,7 +614,7 @@ def update_messages_parallel(
         _update_group(
             group, group_rows, S, A, col_sum, group_sums, R_diagonal, row_offset, columns,
             values, count, evicted, finish, previous, current, resolution, chunk_values[thread],
-            chunk_top[thread], saved[thread],
+            chunk_top[thread], saved[thread], chunk_max, cold_terms,
         )
 
 

@@ -154,8 +154,8 @@ MUTANTS = [
         "noise-coefficient-abs",
         "degeneracy noise scaled by eps * |S| instead of scikit-learn's eps * S",
         Edit(SETUP,
-             "        coefficient = epsilon * s + tiny_times_100\n        values[p] = s + coefficient",
-             "        coefficient = epsilon * abs(s) + tiny_times_100\n        values[p] = s + coefficient"),
+             "            coefficient = epsilon * s + tiny_times_100\n            S_rows[i, j] = s",
+             "            coefficient = epsilon * abs(s) + tiny_times_100\n            S_rows[i, j] = s"),
         ["tests/test_kernels.py", "tests/test_parity.py"],
     ),
     mutant(
@@ -173,7 +173,7 @@ MUTANTS = [
     mutant(
         "sparse-missing-pair-counts-zero",
         "sparse: a cluster member without a stored pair counts as similarity 0, not -inf",
-        Edit(SPARSE_ASSIGN,
+        Edit(SPARSE_MESSAGES,
              "        out[j] = total if members == cluster_sizes[label] else S.dtype.type(-np.inf)\n",
              "        out[j] = total\n"),
         ["tests/test_sparse.py"],

@@ -178,6 +178,26 @@ MUTANTS = [
              "        out[j] = total\n"),
         ["tests/test_sparse.py"],
     ),
+    mutant(
+        "sparse-noise-coefficient-abs",
+        "sparse graphs: degeneracy noise scaled by eps * |S| (a graph-preparation bug)",
+        Edit(SPARSE_MESSAGES,
+             "        coefficient = epsilon * s + tiny_times_100\n        values[p] = s",
+             "        coefficient = epsilon * abs(s) + tiny_times_100\n        values[p] = s"),
+        ["tests/test_sparse.py"],
+    ),
+    mutant(
+        "previous-iteration-finished-with-new-damping",
+        "a row's availabilities of the previous iteration finished with this "
+        "iteration's damping (visible only when the damping changes)",
+        Edit(MESSAGES,
+             "        col_sum_acc[k] += max(r, zero)\n        a = _next_availability(\n"
+             "            A_next[k], R_next[k], col_sum[k], previous_damping, "
+             "previous_one_minus_damping, zero\n",
+             "        col_sum_acc[k] += max(r, zero)\n        a = _next_availability(\n"
+             "            A_next[k], R_next[k], col_sum[k], damping, one_minus_damping, zero\n"),
+        ["tests/test_damping_schedule.py"],
+    ),
     # ---- drivers (moving in the restructure: update the snippets there) ----
     mutant(
         "convergence-counter-off-by-one",

@@ -228,8 +228,7 @@ _OPTION_OF = {
 def in_command_line_words(text):
     """A library message with its parameters spelled as options:
     ``damping="auto"`` -> ``--damping auto``, ``The 'max_iter' parameter``
-    -> ``--max-iter``, ``dtype=np.float32``/``float32 input`` kept but
-    pointed at ``--dtype float32``."""
+    -> ``--max-iter``, ``float32 input`` -> ``--dtype float32``."""
     names = "|".join(sorted(_OPTION_OF, key=len, reverse=True))
     text = re.sub(
         rf"\b({names})=(['\"]?)([\w.\-]+)\2",
@@ -241,7 +240,7 @@ def in_command_line_words(text):
     # Bare names with an underscore are clearly parameters (not words).
     underscored = "|".join(name for name in _OPTION_OF if "_" in name)
     text = re.sub(rf"(?<![\w-])({underscored})\b", lambda m: _OPTION_OF[m.group(1)], text)
-    return text.replace("float32 input", "float32 input (--dtype float32)")
+    return text.replace("float32 input", "--dtype float32")
 
 
 def _one_line(error):

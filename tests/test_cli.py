@@ -848,8 +848,8 @@ def test_fit_with_nearest_neighbors_from_the_command_line(tmp_path, blobs, capsy
 
 def test_library_messages_in_the_options_words():
     words = _cli_fit.in_command_line_words
-    assert words("use affinity='nearest_neighbors' or float32 input") == (
-        "use --affinity nearest_neighbors or float32 input (--dtype float32)"
+    assert words("use affinity='nearest_neighbors' or float32 input (1 GiB)") == (
+        "use --affinity nearest_neighbors or --dtype float32 (1 GiB)"
     )
     assert words("The 'max_iter' parameter of AffinityPropagation must be an int") == (
         "--max-iter must be an int"

@@ -17,6 +17,10 @@ from fastap._resources import numba_threads
 from fastap._kernels._order import bits_view
 
 
+# Elements of one float64 product chunk when similarities are computed (64 MiB).
+_SIMILARITY_CHUNK_ELEMENTS = 1 << 23
+
+
 def block_bytes(n_rows, n_samples, dtype):
     """Bytes a block holds: S, R and A rows plus O(n) vectors and scratch."""
     itemsize = np.dtype(dtype).itemsize
@@ -146,20 +150,29 @@ class RowBlock:
         from sklearn.utils.extmath import row_norms
 
         X = np.asarray(X, dtype=np.float64)
-        rows = slice(self.first_row, self.last_row)
+        n_rows = self.last_row - self.first_row
+        S = np.empty((n_rows, self.n_samples), dtype=self.dtype)
+        if affinity == "euclidean":
+            squared_norms = row_norms(X, squared=True)
+        elif affinity == "cosine":
+            X = normalize(X, copy=True)
+        else:
+            raise ValueError(f"Unknown affinity {affinity!r}.")
+        # float64 products by chunks of rows (64 MiB): the block never holds
+        # a second b x n float64 array besides S.
+        chunk = max(1, _SIMILARITY_CHUNK_ELEMENTS // self.n_samples)
         with numba_threads(self.n_threads):
-            if affinity == "euclidean":
-                gram = X[rows] @ X.T
-                S = gram if self.dtype == np.float64 else np.empty(gram.shape, self.dtype)
-                setup.negative_squared_distances_from_gram(
-                    gram, row_norms(X, squared=True), self.first_row, S
-                )
-            elif affinity == "cosine":
-                unit = normalize(X, copy=True)
-                S = (unit[rows] @ unit.T).astype(self.dtype, copy=False)
-            else:
-                raise ValueError(f"Unknown affinity {affinity!r}.")
-        self.S = np.ascontiguousarray(S)
+            for start in range(0, n_rows, chunk):
+                stop = min(start + chunk, n_rows)
+                rows = slice(self.first_row + start, self.first_row + stop)
+                product = X[rows] @ X.T
+                if affinity == "euclidean":
+                    setup.negative_squared_distances_from_gram(
+                        product, squared_norms, self.first_row + start, S[start:stop]
+                    )
+                else:
+                    S[start:stop] = product
+        self.S = S
         return True
 
     def digit_histogram(self, prefix, shift):

@@ -6,14 +6,18 @@ DISTRIBUTED-NOTES.md`` and ``asv_benchmarks/dask_report.py``):
 
 - **Actors** (``client.submit(RowBlock, ..., actor=True, workers=[w])``):
   a method call goes from the client to the worker holding the block,
-  skipping the scheduler: 1-2 ms on a quiet machine (8-9 ms measured here
-  under a load of 3-4 other processes), and the state is mutated in place.
-  An iteration needs 2 + (P - 1) + segments rounds of calls, so latency
-  stays below 10% of an iteration's work from N ~ 4,000 dense.
-- **Pinned tasks** with state kept on the worker cost 17-32 ms per round
-  (the scheduler plans every task), assume tasks are pure (a retry would
+  skipping the scheduler, and the state is mutated in place. One round of
+  calls to both workers: 2.5-3.7 ms empty, 5-8 ms with a 32 kB vector
+  (``dask_report.py`` under a load average of 7-9; the notes measured
+  1-2 ms on a quiet machine).
+- **Pinned tasks** with state kept on the worker: 15-18 ms per round (the
+  scheduler plans every task), they assume tasks are pure (a retry would
   apply an update twice) and hang after a worker restart
   (dask/distributed#8320). ``Client.run`` goes through the scheduler too.
+
+An iteration is 3 + (P - 1) rounds (the pipeline's segments overlap): for
+P = 2 about 10 ms with actors against about 60 ms with pinned tasks, when
+the single machine's whole iteration at N = 4,000 takes about 60 ms.
 
 Actors have no resilience: a lost worker loses its block. That is fine
 for AP (deterministic: a rerun gives the same result), so a lost worker is

@@ -69,7 +69,10 @@ class LeanMessageState:
         self.dtype = S.dtype
         self.diagonal_normals = diagonal_normals
         self.preference = preference
-        self.A = np.zeros((n, n), dtype=S.dtype)
+        # Zeroed by rows in parallel: the pages are mapped by the threads
+        # that will use them (first touch).
+        self.A = np.empty((n, n), dtype=S.dtype)
+        lean_messages.zero_rows(self.A)
         self.col_sum = np.zeros(n, dtype=S.dtype)
         self.col_sum_acc = np.zeros(n, dtype=np.float64)
         self.R_diagonal = np.zeros(n, dtype=S.dtype)

@@ -102,3 +102,16 @@ def test_words_are_numpy_mt19937_outputs():
     np.testing.assert_array_equal(words, generator.random_raw(2000))
     np.testing.assert_array_equal(key, generator.state["state"]["key"])
     assert position == generator.state["state"]["pos"]
+
+
+def test_parallel_noise_addition_matches_numpy(float_dtype):
+    rng = np.random.RandomState(2)
+    S = (-rng.uniform(0, 50, size=(97, 89))).astype(float_dtype)
+    noise = rng.standard_normal(S.shape)
+    info = np.finfo(float_dtype)
+    expected = S.copy()
+    expected += (info.eps * expected + info.tiny * 100) * noise
+    ours = S.copy()
+    legacy_normal.add_degeneracy_noise(ours.reshape(-1), noise.reshape(-1), info.eps,
+                                       info.tiny * 100)
+    np.testing.assert_array_equal(ours, expected)

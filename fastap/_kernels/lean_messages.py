@@ -740,3 +740,15 @@ def materialize_responsibility(S, R_diagonal, row_offset, columns, values, count
             k = columns[i, m]
             R_row[k] = _rebuilt(scale, S_row[k], offset, dtype(values[i, m]))
         R_row[i] = R_diagonal[i]
+
+
+@parallel_kernel
+def zero_rows(M):
+    """``M[:] = 0`` by rows in parallel: a fresh matrix's pages are then
+    mapped by the threads that go on to use them (first touch), spread over
+    the memory nodes of a multi-socket machine."""
+    zero = M.dtype.type(0)
+    for i in prange(M.shape[0]):
+        row = M[i]
+        for k in range(row.size):
+            row[k] = zero

@@ -258,3 +258,18 @@ def fill_standard_normal(random_state, out):
 def standard_normal(random_state, size):
     """``random_state.standard_normal(size)``, bitwise, drawn in parallel."""
     return fill_standard_normal(random_state, np.empty(size, dtype=np.float64))
+
+
+@parallel_kernel
+def add_degeneracy_noise(values, noise, epsilon, tiny_times_100):
+    """``values += (eps * values + tiny * 100) * noise``, in place, in
+    parallel over chunks of the run: element by element the arithmetic of
+    ``setup.add_degeneracy_noise`` (so bitwise NumPy's on float32 and
+    float64 ``values``; ``noise`` float64, same length, 1-d)."""
+    n = values.size
+    n_chunks = min(n, 256)
+    for chunk in prange(n_chunks):
+        for p in range(chunk * n // n_chunks, (chunk + 1) * n // n_chunks):
+            s = values[p]
+            coefficient = epsilon * s + tiny_times_100
+            values[p] = s + coefficient * noise[p]

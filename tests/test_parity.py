@@ -36,6 +36,10 @@ CASES = [
     (500, 10, 1.0, 0, {}),  # converges at 134 iterations in scikit-learn
     (1000, 10, 1.0, 0, {}),  # does not converge: 109 clusters after 200 iterations
     (400, 5, 3.0, 1, {"damping": 0.9, "max_iter": 300}),
+    # Damping away from 0.5, where swapping d and 1 - d changes the result;
+    # 600 samples run the parallel kernels.
+    (300, 6, 1.5, 6, {"damping": 0.7}),
+    (600, 8, 1.0, 7, {"damping": 0.75, "max_iter": 120}),
     (250, 4, 0.5, 2, {"convergence_iter": 3}),
     (350, 8, 2.0, 3, {"max_iter": 20}),  # stopped early
     (200, 3, 1.0, 4, {"preference": -50.0}),
@@ -56,7 +60,7 @@ def test_same_clusters_as_sklearn_float64(n_samples, centers, cluster_std, seed,
     assert ours.converged_ is converged
 
 
-@pytest.mark.parametrize("n_jobs", [1, 2, -1])
+@pytest.mark.parametrize("n_jobs", [1, 2, 7, -1])
 def test_same_clusters_for_every_n_jobs(n_jobs):
     X = blobs(1000, random_state=0)
     ours, theirs, _, _ = fit_both(X, random_state=0)

@@ -18,6 +18,7 @@ Usage::
     python tests/mutation.py --only exemplar-test-ge --only noise-abs
     python tests/mutation.py --jobs 2         # two mutants at once
     python tests/mutation.py --list           # names, descriptions, test files
+    python tests/mutation.py --check          # does every mutant still apply? (seconds)
 
 Each mutant compiles the kernels afresh (its sources differ, so the kernel
 cache is keyed apart; a fresh cache folder is used anyway): count about a
@@ -340,6 +341,8 @@ def main(argv=None):
                         help="test a committed revision (e.g. HEAD) instead of the working tree")
     parser.add_argument("--keep", action="store_true", help="keep the mutated copies")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--check", action="store_true",
+                        help="only check that every mutant still applies (seconds)")
     parser.add_argument("--verbose", action="store_true", help="print pytest's output of each")
     args = parser.parse_args(argv)
 
@@ -367,6 +370,9 @@ def main(argv=None):
         for line in problems:
             print(f"  {line}", file=sys.stderr)
         return 2
+    if args.check:
+        print(f"all {len(selected)} mutants apply")
+        return 0
 
     started = time.perf_counter()
     if not args.no_baseline:

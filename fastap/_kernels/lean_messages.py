@@ -331,10 +331,18 @@ def _stream_rows(
     for chunk in range(search_chunks(n)):
         lo = np.uint64(chunk * SEARCH_CHUNK)
         hi = np.uint64(min(chunk * SEARCH_CHUNK + SEARCH_CHUNK, n))
-        if sums and scale * chunk_max_i[chunk] - offset > zero:
+        hot_i = sums and scale * chunk_max_i[chunk] - offset > zero
+        hot_j = mode == 2 and next_scale * chunk_max_j[chunk] - next_offset > zero
+        if hot_i and hot_j:
+            chunk_top[chunk] = _chunk_sums_availability_keys(
+                lo, hi, S_i, group_sum, scale, offset, S_j, A_j, col_sum, next_scale,
+                next_offset, damping, one_minus_damping,
+            )
+            continue
+        if hot_i:
             _chunk_sums(lo, hi, S_i, group_sum, scale, offset)
         if mode == 2:
-            if next_scale * chunk_max_j[chunk] - next_offset > zero:
+            if hot_j:
                 chunk_top[chunk] = _chunk_availability_keys(
                     lo, hi, S_j, A_j, col_sum, next_scale, next_offset, damping,
                     one_minus_damping,

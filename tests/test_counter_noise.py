@@ -11,9 +11,6 @@ from fastap._kernels import noise
 # A NumPy reference of the generator, written from its description.
 # --------------------------------------------------------------------------
 
-_MASK = (1 << 64) - 1
-
-
 def _mix64_reference(x):
     x = np.asarray(x, dtype=np.uint64)
     with np.errstate(over="ignore"):

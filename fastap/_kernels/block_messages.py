@@ -139,7 +139,8 @@ def update_block_rows(
         finished here).
     finish_previous : bool
         False on the first iteration (``A`` zero) or when ``A`` is complete.
-    row_values : ndarray (n_tasks, n), dtype of ``S``; chunk_top : (n_tasks, search_chunks(n)), int64
+    row_values : ndarray (n_tasks, n), dtype of ``S``
+    chunk_top : ndarray (n_tasks, search_chunks(n)), int64
         Scratch, one row per task.
     unit_bounds : ndarray (n_units + 1,), int64
         The block's rows cut into units of work (local row bounds).

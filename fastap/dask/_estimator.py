@@ -6,11 +6,11 @@ takes a NumPy array or a row-chunked dask array; the fitted attributes are
 NumPy arrays on the client; ``predict`` is the single machine's.
 """
 
+from numbers import Integral, Real
+
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, validate_data
-
-from numbers import Integral, Real
+from sklearn.utils.validation import validate_data
 
 from fastap import _run
 from fastap._estimator import AffinityPropagation as _SingleMachineAffinityPropagation
@@ -293,7 +293,7 @@ damping_, cluster_centers_, n_features_in_, history_
 
     def _start_from_dask_similarities(self, client, S):
         from dask.core import flatten
-        from distributed import Future
+        from distributed import Future, wait
 
         check_square(S.shape)
         if S.ndim != 2 or S.shape[0] == 0:
@@ -307,12 +307,8 @@ damping_, cluster_centers_, n_features_in_, history_
             S = S.rechunk({1: -1})
             bounds = np.r_[0, np.cumsum(S.chunks[0])].astype(np.int64)
         S = client.persist(S)
-        keys = list(flatten(S.__dask_keys__()))
-        futures = [Future(key, client) for key in keys]
-        client.wait_for_workers(1)
-        from distributed import wait
-
-        wait(futures)
+        futures = [Future(key, client) for key in flatten(S.__dask_keys__())]
+        wait(futures, timeout=self.timeout)
         who_has = client.who_has(futures)
         workers = [sorted(who_has[future.key])[0] for future in futures]
         self.n_features_in_ = n_samples

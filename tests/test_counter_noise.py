@@ -110,6 +110,32 @@ def test_block_diagonal_is_a_fresh_set_up(dtype):
     assert np.array_equal(changed, fresh)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_whole_matrix_noise_returns_its_diagonal_normals(dtype):
+    """The single machine's entry point: the whole matrix at once, and the
+    diagonal's normals, with which setup.add_diagonal_noise redoes the
+    diagonal for a new preference as a fresh set-up would."""
+    from fastap._kernels import setup
+
+    rng = np.random.default_rng(4)
+    n = 25
+    base = (-rng.random((n, n))).astype(dtype)
+    S = base.copy()
+    normals = noise.add_counter_noise_to_matrix(S, 8)
+    assert np.array_equal(normals, np.diag(_normals(8, 0, n, n)))
+    expected = base.copy()
+    noise.add_counter_noise(expected, 0, 8, np.finfo(dtype).eps, np.finfo(dtype).tiny * 100)
+    assert np.array_equal(S, expected)
+    new_preference = np.full(n, -2.5, dtype=dtype)
+    S[np.diag_indices(n)] = new_preference
+    info = np.finfo(dtype)
+    setup.add_diagonal_noise(S, normals, info.eps, info.tiny * 100)
+    fresh = base.copy()
+    fresh[np.diag_indices(n)] = new_preference
+    noise.add_counter_noise(fresh, 0, 8, info.eps, info.tiny * 100)
+    assert np.array_equal(S, fresh)
+
+
 def test_distribution_is_standard_normal():
     """Loose, deterministic checks on 10**6 values: moments, tails, K-S."""
     z = _normals(2024, 0, 1000, 1000).ravel()

@@ -147,6 +147,28 @@ def set_block_diagonal(S_rows, first_row, preference, seed, epsilon, tiny_times_
         S_rows[r, i] = s + coefficient * counter_normal(key, i, i)
 
 
+@serial_kernel
+def diagonal_counter_normals(seed, out):
+    """``out[k] = counter_normal(seed, k, k)``: the normals of the diagonal."""
+    key = seed_key(seed)
+    for k in range(out.size):
+        out[k] = counter_normal(key, k, k)
+
+
+def add_counter_noise_to_matrix(S, seed):
+    """The counter noise on a whole square ``S``, in place, for the
+    single-machine engine: the counterpart of ``_dense.add_degeneracy_noise``
+    (same return value), so that ``noise="counter"`` is a swap of that one
+    call. Returns the float64 normals of the diagonal, with which
+    ``setup.add_diagonal_noise`` puts a new preference's noise on it.
+    """
+    info = np.finfo(S.dtype)
+    add_counter_noise(S, 0, seed, info.eps, info.tiny * 100)
+    diagonal_normals = np.empty(S.shape[0], dtype=np.float64)
+    diagonal_counter_normals(seed, diagonal_normals)
+    return diagonal_normals
+
+
 def counter_noise_seed(random_state):
     """The counter noise's seed for a ``random_state`` (int, RandomState or None).
 

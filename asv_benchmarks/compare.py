@@ -63,11 +63,12 @@ ITERATION = textwrap.dedent(
     import numpy as np
     sys.path.insert(0, sys.argv[3])
     from benchmarks.floor import floor_seconds
-    from fastap import _engine
+    from fastap._dense import DenseMessageState
     n, dtype = int(sys.argv[1]), np.dtype(sys.argv[2])
     rng = np.random.RandomState(0)
     S = -rng.rand(n, n).astype(dtype)
-    state = _engine.MessageState(S, 0.5, numba.get_num_threads())
+    state = DenseMessageState(S, damping=0.5, n_threads=numba.get_num_threads(), prepared=True)
+    state.prepare()
     state.iterate()
     times = []
     for _ in range(7):

@@ -225,7 +225,7 @@ def _measure_scale(n, n_neighbors, threads):
     import numpy as np
 
     import fastap
-    from fastap import _graph, _sparse
+    from fastap import _graph, _neighbors, _run, _sparse
 
     warnings.simplefilter("ignore")
     X = _blobs(n, 16, 100)
@@ -244,7 +244,7 @@ def _measure_scale(n, n_neighbors, threads):
     _graph.kneighbors = timed(timings["kneighbors"], _graph.kneighbors)
     _graph.symmetric_union = timed(timings["union"], _graph.symmetric_union)
     _graph.locality_order = timed(timings["order"], _graph.locality_order)
-    _sparse.merge_fragments = timed(timings["merge"], _sparse.merge_fragments)
+    _neighbors.merge_fragments = timed(timings["merge"], _neighbors.merge_fragments)
     iterate = _sparse.SparseMessageState.iterate
 
     def timed_iterate(state):
@@ -254,11 +254,14 @@ def _measure_scale(n, n_neighbors, threads):
         return value
 
     _sparse.SparseMessageState.iterate = timed_iterate
-    run = _sparse.run_sparse_affinity_propagation
+    run = _run.run
 
-    def timed_run(graph, **kwargs):
+    def timed_run(state, options, *args):
         started = time.perf_counter()
-        result = run(graph, **kwargs)
+        result = run(state, options, *args)
+        graph = getattr(state, "graph", None)
+        if graph is None:  # a dense merge level
+            return result
         dtype = graph.S.dtype
         timings["runs"].append({
             "samples": int(graph.n), "pairs": int(graph.nnz),
@@ -269,7 +272,7 @@ def _measure_scale(n, n_neighbors, threads):
         })
         return result
 
-    _sparse.run_sparse_affinity_propagation = timed_run
+    _run.run = timed_run
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     ap = fastap.AffinityPropagation(

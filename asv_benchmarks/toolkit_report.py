@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from fastap import AffinityPropagation, _engine, _preference
+from fastap import AffinityPropagation, _dense, _resources, _run, _search, _similarity
 
 
 def warmed():
@@ -46,7 +46,7 @@ def search_table(problems, damping, max_iter, convergence_iter):
     for n, centers, target, seed in problems:
         X, _ = make_blobs(n_samples=n, n_features=8, centers=centers, cluster_std=2.0,
                           random_state=seed)
-        base = _engine.negative_squared_euclidean(X, np.float64)
+        base = _similarity.negative_squared_euclidean(X, np.float64)
         cells = []
         totals = {}
         for warm in (True, False):
@@ -54,11 +54,14 @@ def search_table(problems, damping, max_iter, convergence_iter):
             started = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                result, _, steps = _preference.search_n_clusters(
-                    S, target, damping=damping, max_iter=max_iter,
-                    convergence_iter=convergence_iter, random_state=np.random.RandomState(0),
-                    n_threads=_engine.resolve_n_threads(None), warm=warm,
+                state = _dense.DenseMessageState(
+                    S, np.asarray(0.0), damping=damping, random_state=np.random.RandomState(0),
+                    n_threads=_resources.resolve_n_threads(None),
                 )
+                options = _run.RunOptions(damping=damping, max_iter=max_iter,
+                                          convergence_iter=convergence_iter)
+                result = _search.NClustersSearch(state, target, options, warm=warm).run()
+                steps = result.search_steps
             seconds = time.perf_counter() - started
             total = sum(step.n_iter for step in steps)
             totals[warm] = total

@@ -1,12 +1,13 @@
 """scikit-learn conventions: the estimator and the function.
 
-Validation, parameter constraints, attributes, warnings and dispatch live
-here; no loop over matrix elements does (those are in ``_kernels/``, driven
-by ``_engine.py``).
+Parameters, their validation, dispatch to a runner and attribute storage
+live here; no loop over matrix elements does (those are in ``_kernels/``,
+driven by the engines ``_dense.py`` and ``_sparse.py`` through ``_run.py``).
 """
 
 import warnings
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 from scipy import sparse
@@ -17,78 +18,29 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from fastap import _engine, _preference, _sparse
-from fastap._kernels import assign, setup
+from fastap import _resources, _run
+from fastap._dense import DenseMessageState, MessageMatrices
+from fastap._kernels import setup
+from fastap._neighbors import fit_nearest_neighbors
+from fastap._search import run_or_search
+from fastap._similarity import (
+    check_square,
+    similarities,
+    similarity_dtype,
+    validated_preference,
+)
+from fastap._sparse import canonical_csr, fit_graph
 
 _FLOAT_DTYPES = [np.float64, np.float32]
 
 
-def _validated_preference(preference, n_samples, dtype):
-    """The preference as a finite 0-d or (n_samples,) array."""
-    preference = np.asarray(preference)
-    if preference.dtype.kind not in "biuf":
-        raise ValueError(f"preference must be numeric, got dtype {preference.dtype}.")
-    if preference.ndim > 1 or (preference.ndim == 1 and preference.shape[0] != n_samples):
-        raise ValueError(
-            "preference must be a scalar or an array of shape (n_samples,) = "
-            f"({n_samples},); got shape {preference.shape}."
-        )
-    if not np.all(np.isfinite(preference)):
-        raise ValueError("preference contains NaN or infinity.")
-    with np.errstate(over="ignore"):
-        converted = preference.astype(dtype, copy=False)
-    if not np.all(np.isfinite(converted)):
-        raise ValueError(
-            f"preference is too large in magnitude for {np.dtype(dtype).name} similarities."
-        )
-    return converted
+class _Fitted(NamedTuple):
+    """A fit's outcome before it becomes attributes."""
 
-
-def _validated_callable_similarities(S, n_samples, dtype, copy):
-    """What an ``affinity`` callable returned, as a finite square C-ordered
-    matrix of ``dtype`` (copied unless ``copy=False`` allows using it)."""
-    if sparse.issparse(S):
-        raise TypeError("The affinity callable returned a sparse matrix; return a dense array.")
-    S = np.asarray(S)
-    if S.shape != (n_samples, n_samples):
-        raise ValueError(
-            f"The affinity callable must return an array of shape ({n_samples}, {n_samples}); "
-            f"got {S.shape}."
-        )
-    if S.dtype.kind not in "biuf":
-        raise ValueError(f"The affinity callable returned dtype {S.dtype}; expected numbers.")
-    S = np.array(S, dtype=dtype, order="C", copy=True if copy else None)
-    if not S.flags.writeable:
-        S = S.copy()
-    if not np.all(np.isfinite(S)):
-        raise ValueError("The affinity callable returned NaN or infinity.")
-    return S
-
-
-def _membership_confidence(messages, result, S):
-    """Evidence margin of each sample's assignment (see the attribute).
-
-    The evidence ``A + R`` is about the exemplars the messages chose (the
-    flags ``A(k, k) + R(k, k) > 0``), which scikit-learn's refinement may
-    then move to another member of the same cluster: each returned cluster
-    is traced back to its message exemplar (the one its center was nearest
-    to) before the margin is taken. NaN throughout when the kept messages
-    do not describe the returned clusters.
-    """
-    R, A = messages["responsibility"], messages["availability"]
-    n = R.shape[0]
-    margin = np.full(n, np.nan)
-    centers = np.asarray(result.cluster_centers_indices, dtype=np.intp)
-    message_exemplars = np.flatnonzero(np.diagonal(A) + np.diagonal(R) > 0)
-    if centers.size == 0 or message_exemplars.size != centers.size or messages.get("stale"):
-        return margin
-    nearest = np.empty(n, dtype=np.intp)
-    assign.nearest_exemplar(S, message_exemplars, nearest)
-    message_exemplar_of_cluster = message_exemplars[nearest[centers]]
-    assign.evidence_margin(
-        A, R, message_exemplars, message_exemplar_of_cluster[result.labels], margin
-    )
-    return margin
+    result: _run.RunResult
+    affinity_matrix: object
+    preference: np.ndarray
+    X: object
 
 
 class AffinityPropagation(ClusterMixin, BaseEstimator):
@@ -433,125 +385,24 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         self
             Returns the instance itself.
         """
-        if self.affinity == "nearest_neighbors" or (
-            self.affinity == "precomputed" and sparse.issparse(X)
-        ):
-            return self._fit_sparse(X)
-        self._check_preference_options()
-        n_threads = _engine.resolve_n_threads(self.n_jobs)
-        with _engine.numba_threads(n_threads):
-            S, X, matrices, warm_messages = self._similarities(X)
-            n_samples = S.shape[0]
-            if self.n_clusters is not None and self.n_clusters > n_samples:
-                raise ValueError(
-                    f"n_clusters={self.n_clusters} is larger than the number of samples, "
-                    f"{n_samples}."
-                )
-            # damping="auto" continuing warm starts where the last fit ended.
-            initial_auto = 0.5
-            if warm_messages is not None and self.n_clusters is None:
-                initial_auto = float(getattr(self, "damping_", 0.5))
-            adaptive_damping = (
-                _engine.AdaptiveDamping(initial_auto) if self.damping == "auto" else None
-            )
-            damping = initial_auto if self.damping == "auto" else self.damping
-            want_messages = self.keep_messages or self.warm_start
-            messages_out = {} if want_messages else None
-            random_state = check_random_state(self.random_state)
-            search_steps = None
-            if self.n_clusters is not None and n_samples > 1:
-                del matrices  # the search allocates its own
-                start = None
-                if self.preference is not None or self.preference_quantile is not None:
-                    start = _validated_preference(
-                        self._preference_for(S, n_threads), n_samples, S.dtype
-                    )
-                result, preference, search_steps = _preference.search_n_clusters(
-                    S,
-                    self.n_clusters,
-                    start=start,
-                    damping=damping,
-                    max_iter=self.max_iter,
-                    convergence_iter=self.convergence_iter,
-                    random_state=random_state,
-                    n_threads=n_threads,
-                    adaptive_damping=adaptive_damping,
-                    history=_engine._History(n_samples) if self.record_history else None,
-                    callback=self.callback,
-                    callback_every=self.callback_every,
-                    messages_out=messages_out,
-                    verbose=self.verbose,
-                )
-                history = result.history
+        self._check_option_combinations()
+        n_threads = _resources.resolve_n_threads(self.n_jobs)
+        with _resources.numba_threads(n_threads):
+            if self.affinity == "nearest_neighbors" or (
+                self.affinity == "precomputed" and sparse.issparse(X)
+            ):
+                fitted = self._fit_sparse(X, n_threads)
             else:
-                preference = _validated_preference(
-                    self._preference_for(S, n_threads), n_samples, S.dtype
-                )
-                result = _engine.run_affinity_propagation(
-                    S,
-                    preference,
-                    damping=damping,
-                    max_iter=self.max_iter,
-                    convergence_iter=self.convergence_iter,
-                    random_state=random_state,
-                    n_threads=n_threads,
-                    verbose=self.verbose,
-                    messages_out=messages_out,
-                    matrices=matrices,
-                    warm_messages=warm_messages,
-                    adaptive_damping=adaptive_damping,
-                    record_history=self.record_history,
-                    callback=self.callback,
-                    callback_every=self.callback_every,
-                )
-                del matrices
-                history = result.history
-            confidence = None
-            if self.keep_messages and messages_out:
-                confidence = _membership_confidence(messages_out, result, S)
-            elif self.keep_messages:
-                # The equal-similarities shortcut passes no messages.
-                confidence = np.full(
-                    n_samples, np.inf if result.cluster_centers_indices.size == 1 else np.nan
-                )
-
+                fitted = self._fit_dense(X, n_threads)
         # Attributes are set only once the whole fit succeeded, so an
         # interrupted fit leaves the estimator as it was.
-        self.affinity_matrix_ = S
-        self.cluster_centers_indices_ = result.cluster_centers_indices
-        self.labels_ = result.labels
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
-        self.preference_ = preference[()] if np.ndim(preference) == 0 else preference
-        self.damping_ = result.final_damping
-        self._set_optional("history_", history)
-        self._set_optional("preference_search_", search_steps)
-        self._set_optional("membership_confidence_", confidence)
-        for name, key in (("responsibility_", "responsibility"), ("availability_", "availability")):
-            self._set_optional(name, messages_out.get(key) if messages_out else None)
-        if X is None:
-            self._set_optional("cluster_centers_", None)
-        else:
-            self.cluster_centers_ = X[self.cluster_centers_indices_].copy()
+        self._store(fitted)
         return self
 
-    def _fit_sparse(self, X):
-        """Sparse AP (``fastap/_sparse.py``); attributes set once it succeeded."""
-        attributes = _sparse.fit(self, X)
-        for name in ("cluster_centers_", "history_", "preference_search_",
-                     "membership_confidence_", "responsibility_", "availability_"):
-            self._set_optional(name, attributes.pop(name, None))
-        for name, value in attributes.items():
-            setattr(self, name, value)
-        return self
+    # -- fitting ------------------------------------------------------------
 
-    def _set_optional(self, name, value):
-        if value is not None:
-            setattr(self, name, value)
-        elif hasattr(self, name):
-            delattr(self, name)
-
-    def _check_preference_options(self):
+    def _check_option_combinations(self):
+        """The checks that involve two parameters (one place)."""
         if self.preference is not None and self.preference_quantile is not None:
             raise ValueError("Set preference or preference_quantile, not both.")
         if self.n_clusters is not None and np.ndim(self.preference) > 0:
@@ -559,68 +410,179 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
                 "With n_clusters, preference is the search's starting point and must be a "
                 "scalar."
             )
+        if self.affinity != "nearest_neighbors" and self.metric != "euclidean":
+            raise ValueError("metric applies to affinity='nearest_neighbors' only.")
+        if self.affinity == "precomputed" and self.merge_fragments is True:
+            raise ValueError(
+                "merge_fragments=True needs the features (it compares the clusters' members "
+                "with other exemplars): use affinity='nearest_neighbors'."
+            )
 
-    def _preference_for(self, S, n_threads):
+    def _check_n_clusters(self, n_samples):
+        if self.n_clusters is not None and self.n_clusters > n_samples:
+            raise ValueError(
+                f"n_clusters={self.n_clusters} is larger than the number of samples, "
+                f"{n_samples}."
+            )
+
+    def _run_options(self, warm):
+        """The run's options; ``damping="auto"`` continues a warm start from
+        ``damping_`` (not a search, which restarts its damping)."""
+        adaptive = self.damping == "auto"
+        damping = self.damping
+        if adaptive:
+            damping = 0.5
+            if warm and self.n_clusters is None:
+                damping = float(getattr(self, "damping_", 0.5))
+        return _run.RunOptions(
+            damping=damping, adaptive_damping=adaptive, max_iter=self.max_iter,
+            convergence_iter=self.convergence_iter, verbose=bool(self.verbose),
+            record_history=self.record_history,
+            keep_messages=self.keep_messages or self.warm_start, callback=self.callback,
+            callback_every=self.callback_every,
+        )
+
+    def _fit_dense(self, X, n_threads):
+        S, X, matrices, warm = self._dense_similarities(X)
+        n_samples = S.shape[0]
+        self._check_n_clusters(n_samples)
+        preference = None
+        if self.n_clusters is None or n_samples == 1 or self.preference is not None or (
+            self.preference_quantile is not None
+        ):
+            preference = validated_preference(
+                self._dense_preference(S, n_threads), n_samples, S.dtype
+            )
+        options = self._run_options(warm is not None)
+        state = DenseMessageState(
+            S, S.dtype.type(0) if preference is None else preference,
+            damping=options.damping, random_state=check_random_state(self.random_state),
+            n_threads=n_threads, matrices=matrices, warm_messages=warm,
+        )
+        result = run_or_search(state, options, n_clusters=self.n_clusters,
+                               start=None if preference is None else preference[()])
+        if result.preference is not None:
+            preference = np.asarray(result.preference)
+        return _Fitted(result, S, preference, X)
+
+    def _dense_preference(self, S, n_threads):
         if self.preference is not None:
             return self.preference
         if self.preference_quantile is not None and S.shape[0] > 1:
             return setup.off_diagonal_quantile(S, self.preference_quantile, max(2, n_threads))
         return setup.median_of_matrix(S, n_tasks=max(2, n_threads))
 
-    def _warm_messages(self, n_samples, dtype):
+    def _warm_messages(self):
         """The previous fit's messages when this fit may continue from them."""
         if not self.warm_start or not hasattr(self, "responsibility_"):
             return None
-        R, A = self.responsibility_, self.availability_
-        if R.shape != (n_samples, n_samples) or R.dtype != dtype:
-            return None
-        return R, A
+        return self.responsibility_, self.availability_
 
-    def _similarities(self, X):
+    def _dense_warm_messages(self, n_samples, dtype):
+        warm = self._warm_messages()
+        if warm is None or sparse.issparse(warm[0]):
+            return None
+        if warm[0].shape != (n_samples, n_samples) or warm[0].dtype != dtype:
+            return None
+        return warm
+
+    def _dense_similarities(self, X):
         """``(S, X, matrices, warm_messages)``: the similarity matrix, the
         validated features (None for precomputed), message matrices
         allocated ahead (None for a warm start) and the warm messages."""
         if self.affinity == "precomputed":
             S = self._validate_precomputed(X)
-            n_samples, dtype, X = S.shape[0], S.dtype, None
-        else:
-            # Keep the caller's dtype for cluster_centers_ (as scikit-learn);
-            # similarities are float32 for float32 input, else float64.
-            X = validate_data(self, X, accept_sparse="csr")
-            n_samples = X.shape[0]
-            dtype = np.dtype(np.float32 if X.dtype == np.float32 else np.float64)
-            warm = self._warm_messages(n_samples, dtype)
-            _engine.check_memory(n_samples, dtype, n_new_matrices=1 if warm else 3)
-        warm = self._warm_messages(n_samples, dtype)
-        matrices = None if warm else _engine.MessageMatrices(n_samples, dtype)
-        if self.affinity == "euclidean":
-            S = _engine.negative_squared_euclidean(X, dtype)
-        elif self.affinity == "cosine":
-            S = _engine.cosine_similarities(X, dtype)
-        elif callable(self.affinity):
-            S = _validated_callable_similarities(self.affinity(X), n_samples, dtype, self.copy)
+            warm = self._dense_warm_messages(S.shape[0], S.dtype)
+            matrices = None if warm else MessageMatrices(S.shape[0], S.dtype)
+            return S, None, matrices, warm
+        # Keep the caller's dtype for cluster_centers_ (as scikit-learn);
+        # similarities are float32 for float32 input, else float64.
+        X = validate_data(self, X, accept_sparse="csr")
+        n_samples = X.shape[0]
+        dtype = similarity_dtype(X.dtype)
+        warm = self._dense_warm_messages(n_samples, dtype)
+        # A callable's output and sparse input's distances are N x N
+        # temporaries beside S (float64 at most).
+        temporary = 8 * n_samples**2 if callable(self.affinity) or sparse.issparse(X) else 0
+        _resources.check_dense_memory(n_samples, dtype, 1 if warm else 3, temporary)
+        matrices = None if warm else MessageMatrices(n_samples, dtype)
+        S = similarities(X, self.affinity, dtype, copy=self.copy)
         return S, X, matrices, warm
 
     def _validate_precomputed(self, X):
         shape = np.shape(X)
-        if len(shape) == 2 and shape[0] != shape[1]:
-            raise ValueError(
-                f"The matrix of similarities must be a square array. Got {shape} instead."
-            )
+        check_square(shape)
         if len(shape) == 2 and shape[0] > 0:
             # Before validate_data, which may copy: the copy is one of the
             # matrices counted.
-            dtype = getattr(X, "dtype", np.float64)
-            dtype = dtype if dtype in (np.float32, np.float64) else np.float64
-            _engine.check_memory(shape[0], dtype, n_new_matrices=3 if self.copy else 2)
+            dtype = similarity_dtype(getattr(X, "dtype", np.float64))
+            _resources.check_dense_memory(shape[0], dtype, n_new_matrices=3 if self.copy else 2)
         S = validate_data(
             self, X, copy=self.copy, force_writeable=True, dtype=_FLOAT_DTYPES, order="C"
         )
-        if S.shape[0] != S.shape[1]:
-            raise ValueError(
-                f"The matrix of similarities must be a square array. Got {S.shape} instead."
-            )
+        check_square(S.shape)
         return S
+
+    def _fit_sparse(self, X, n_threads):
+        """A sparse precomputed matrix, or ``affinity="nearest_neighbors"``."""
+        if self.affinity == "nearest_neighbors":
+            X = validate_data(self, X)
+        else:
+            # LIL, DOK, ... become CSR (they cannot hold duplicates); COO is
+            # kept, so that its duplicates are seen. The dtype is left as it
+            # is until canonical_csr has looked for duplicates (a cast would
+            # sum them).
+            X = validate_data(self, X, accept_sparse=["csr", "csc", "coo"], dtype="numeric")
+        n_samples = X.shape[0]
+        self._check_n_clusters(n_samples)
+        preference = None
+        if self.preference is not None:
+            preference = validated_preference(
+                self.preference, n_samples, similarity_dtype(X.dtype)
+            )
+        options = self._run_options(warm=self._warm_messages() is not None)
+        common = dict(
+            preference=preference, preference_quantile=self.preference_quantile,
+            n_clusters=self.n_clusters, random_state=check_random_state(self.random_state),
+            n_threads=n_threads, warm_messages=self._warm_messages(),
+        )
+        if self.affinity == "nearest_neighbors":
+            result, S, preference = fit_nearest_neighbors(
+                X, options, n_neighbors=self.n_neighbors, metric=self.metric,
+                merge=self.merge_fragments in (True, "auto"), **common,
+            )
+            return _Fitted(result, S, preference, X)
+        result, S, preference = fit_graph(X, options, **common)
+        return _Fitted(result, S, preference, None)
+
+    def _store(self, fitted):
+        result = fitted.result
+        preference = fitted.preference
+        self.affinity_matrix_ = fitted.affinity_matrix
+        self.cluster_centers_indices_ = result.cluster_centers_indices
+        self.labels_ = result.labels
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.preference_ = preference[()] if np.ndim(preference) == 0 else preference
+        self.damping_ = result.damping
+        self._set_optional("history_", result.history)
+        self._set_optional("preference_search_", result.search_steps)
+        self._set_optional(
+            "membership_confidence_", result.membership_confidence if self.keep_messages else None
+        )
+        messages = result.messages or (None, None)
+        self._set_optional("responsibility_", messages[0])
+        self._set_optional("availability_", messages[1])
+        if fitted.X is None:
+            self._set_optional("cluster_centers_", None)
+        else:
+            self.cluster_centers_ = fitted.X[self.cluster_centers_indices_].copy()
+
+    def _set_optional(self, name, value):
+        if value is not None:
+            setattr(self, name, value)
+        elif hasattr(self, name):
+            delattr(self, name)
 
     def predict(self, X):
         """Predict the closest cluster each sample in X belongs to.
@@ -739,7 +701,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
                 f"{X.shape[1]} columns."
             )
         if sparse.issparse(X):
-            indptr, indices, data = _sparse.canonical_csr(X, square=False)
+            indptr, indices, data = canonical_csr(X, square=False)
             X = sparse.csr_matrix((data, indices, indptr), shape=X.shape)
         if X.shape[1] == n_train:
             X = X[:, self.cluster_centers_indices_]

@@ -137,20 +137,49 @@ def nearest_neighbors_graph_arrays(X, n_neighbors, *, metric="euclidean", dtype=
                                    random_state=None, exact=None):
     """``(indptr, indices, data)`` of the symmetrised k-NN similarity graph
     of dense features ``X`` (see the module notes)."""
-    X = np.asarray(X)
-    if metric == "cosine":
-        Xf = normalized_rows(X)
-    else:
-        Xf = np.ascontiguousarray(X, dtype=np.float64)
+    Xf = features_for_metric(X, metric)
     neighbors = kneighbors(Xf, n_neighbors, random_state=random_state, exact=exact)
     indptr, indices = symmetric_union(neighbors)
     del neighbors
+    return indptr, indices, pair_similarities(Xf, metric, indptr, indices).astype(
+        dtype, copy=False
+    )
+
+
+def features_for_metric(X, metric):
+    """The float64 rows whose Euclidean neighbours are ``metric``'s: ``X``
+    itself, or its rows scaled to unit length for the cosine."""
+    if metric == "cosine":
+        return normalized_rows(np.asarray(X))
+    return np.ascontiguousarray(X, dtype=np.float64)
+
+
+def pair_similarities(Xf, metric, indptr, indices):
+    """Similarities of the stored pairs of a CSR structure, float64, from
+    rows prepared by :func:`features_for_metric`."""
     values = np.empty(indices.size, dtype=np.float64)
     if metric == "cosine":
         kernels.dot_products(Xf, indptr, indices, values)
     else:
         kernels.negative_squared_distances(Xf, indptr, indices, values)
-    return indptr, indices, values.astype(dtype, copy=False)
+    return values
+
+
+def locality_ordered_graph(Xf, n_neighbors, metric, random_state=None):
+    """The k-NN graph of ``Xf`` (from :func:`features_for_metric`) on the
+    samples renumbered for locality (:func:`locality_order`), with every
+    diagonal pair stored (value 0: the fit puts the preference there).
+
+    Returns ``(order, Xf[order], indptr, indices, values)``; sample
+    ``order[i]`` of the input is sample ``i`` of the graph.
+    """
+    neighbors = kneighbors(Xf, n_neighbors, random_state=random_state)
+    order = locality_order(*symmetric_union(neighbors))
+    neighbors = renumbered(neighbors, order)
+    Xf = Xf[order]
+    indptr, indices = symmetric_union(neighbors, with_self=True)
+    del neighbors
+    return order, Xf, indptr, indices, pair_similarities(Xf, metric, indptr, indices)
 
 
 def nearest_neighbors_graph(X, n_neighbors=30, *, metric="euclidean", random_state=None):

@@ -1,10 +1,12 @@
 """Affinity Propagation on a sparse similarity graph: the driver.
 
-Like ``_engine.py`` for dense matrices, this module owns the buffers, the
-set-up (graph validation, diagonal, noise), the iteration loop (run from
-Python through ``_engine.iterate_until_converged``, so Ctrl-C, ``verbose``
-and the convergence test are the dense engine's) and the final assignment.
-The message kernels are in ``_kernels/sparse_messages.py``.
+Like ``_dense.py`` for dense matrices, this module holds a sparse graph's
+similarities and messages behind the run's message-state protocol
+(:class:`SparseMessageState`; the loop itself is ``_run.py``'s, so Ctrl-C,
+``verbose``, the convergence test and the toolkit are the dense engine's),
+and prepares the graph (validation, diagonal, noise). The message kernels
+are in ``_kernels/sparse_messages.py``, the graph's set-up in
+``_kernels/sparse_graph.py``, the assignment in ``_kernels/sparse_assign.py``.
 
 Semantics of a sparse similarity matrix
 ---------------------------------------
@@ -31,16 +33,14 @@ the dense engine's: the same noise stream (drawn in CSR order, which is the
 dense row-major order), the same updates, the same order of every sum.
 """
 
-import time
-import warnings
-
 import numpy as np
 from scipy import sparse
-from sklearn.exceptions import ConvergenceWarning
 
-from fastap import _engine
-from fastap._kernels import graph as graph_kernels
+from fastap import _preference, _resources
+from fastap._search import run_or_search
+from fastap._kernels import setup, sparse_assign, sparse_graph
 from fastap._kernels import sparse_messages as kernels
+from fastap._similarity import check_square, similarity_dtype
 
 # Below this many stored pairs one thread is as fast as two (the parallel
 # passes pay for two parallel regions per iteration). Per iteration, k-NN
@@ -102,14 +102,8 @@ def fit_memory_bytes(n_samples, n_pairs, dtype):
 
 def check_memory(n_samples, n_pairs, dtype):
     """Raise MemoryError, before allocating, when a sparse fit clearly cannot fit."""
-    needed = fit_memory_bytes(n_samples, n_pairs, dtype)
-    available = _engine.available_memory_bytes()
-    if available is None or needed <= available:
-        return
-    raise MemoryError(
-        f"Sparse affinity propagation on {n_samples} samples with {n_pairs} stored pairs in "
-        f"{np.dtype(dtype).name} needs about {needed / 2**30:.1f} GiB, but only "
-        f"{available / 2**30:.1f} GiB of memory is available."
+    _resources.check_sparse_memory(
+        n_samples, n_pairs, dtype, fit_memory_bytes(n_samples, n_pairs, dtype)
     )
 
 
@@ -129,10 +123,8 @@ def canonical_csr(S, square=True):
     validated). The arrays are new (the input is never modified).
     """
     n_rows, n_cols = S.shape
-    if square and n_rows != n_cols:
-        raise ValueError(
-            f"The matrix of similarities must be a square array. Got {S.shape} instead."
-        )
+    if square:
+        check_square(S.shape)
     if S.format == "coo":
         # COO -> CSR in SciPy sums duplicates; build CSR by a stable sort on
         # the row instead, so that duplicates stay visible.
@@ -149,19 +141,13 @@ def canonical_csr(S, square=True):
     csr.sort_indices()  # in place; keeps duplicates
     indptr = csr.indptr.astype(np.int64, copy=False)
     indices = csr.indices.astype(np.int32, copy=False)
-    if kernels.has_duplicates(indptr, indices):
+    if sparse_graph.has_duplicates(indptr, indices):
         raise ValueError(
             "The sparse similarity matrix stores some pair (i, j) more than once; "
             "duplicate entries are ambiguous (SciPy would sum them): remove them, "
             "or call sum_duplicates() if the sum is what you mean."
         )
-    return indptr, indices, csr.data.astype(message_dtype(csr.dtype), copy=False)
-
-
-def message_dtype(dtype):
-    """Similarities and messages of a sparse fit: float32 stays float32,
-    everything else is float64."""
-    return np.dtype(np.float32) if dtype == np.float32 else np.dtype(np.float64)
+    return indptr, indices, csr.data.astype(similarity_dtype(csr.dtype), copy=False)
 
 
 def default_preference(data):
@@ -169,6 +155,13 @@ def default_preference(data):
     if data.size == 0:
         return data.dtype.type(0)
     return data.dtype.type(np.median(data))
+
+
+def off_diagonal_values(graph):
+    """The stored similarities off the diagonal (a copy)."""
+    keep = np.ones(graph.nnz, dtype=bool)
+    keep[graph.diagonal] = False
+    return graph.S[keep]
 
 
 def with_diagonal(indptr, indices, data, preference):
@@ -184,35 +177,58 @@ def with_diagonal(indptr, indices, data, preference):
         np.broadcast_to(np.asarray(preference, dtype=data.dtype), (n,))
     )
     diagonal = np.empty(n, dtype=np.int64)
-    kernels.find_diagonal(indptr, indices, diagonal)
+    sparse_graph.find_diagonal(indptr, indices, diagonal)
     missing = diagonal < 0
     if not missing.any():
-        kernels.set_diagonal(diagonal, data, preference)
+        sparse_graph.set_diagonal(diagonal, data, preference)
         return SparseGraph(indptr, indices, data, diagonal)
     new_indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.diff(indptr) + missing, out=new_indptr[1:])
     nnz = int(new_indptr[-1])
     new_indices = np.empty(nnz, dtype=np.int32)
     new_data = np.empty(nnz, dtype=data.dtype)
-    kernels.insert_diagonal(
+    sparse_graph.insert_diagonal(
         indptr, indices, data, new_indptr, new_indices, new_data, diagonal, preference
     )
     return SparseGraph(new_indptr, new_indices, new_data, diagonal)
 
 
+def complete_matrix(graph):
+    """The graph as its dense matrix when it stores every pair (a view), else None."""
+    if graph.nnz != graph.n * graph.n:
+        return None
+    return graph.S.reshape(graph.n, graph.n)
+
+
+def stored_quantile(graph, q, n_threads):
+    """The q-quantile of the stored off-diagonal similarities (NumPy's
+    linear interpolation; the dense kernel's on a complete graph, so that it
+    equals the dense engine's bitwise)."""
+    dense = complete_matrix(graph)
+    if dense is not None:
+        return setup.off_diagonal_quantile(dense, q, max(2, n_threads))
+    values = off_diagonal_values(graph)
+    return graph.S.dtype.type(np.quantile(values, q) if values.size else 0)
+
+
 def add_degeneracy_noise(graph, random_state):
     """scikit-learn's ``S += (eps * S + tiny * 100) * N(0, 1)`` on the stored
     pairs, the normals drawn in CSR order by blocks from ``random_state``: on
-    a complete graph the very stream of the dense N x N draw."""
+    a complete graph the very stream of the dense N x N draw. Returns the
+    normals drawn for the diagonal."""
     values = graph.S
     info = np.finfo(values.dtype)
+    diagonal_normals = np.empty(graph.n, dtype=np.float64)
     for start in range(0, values.size, _NOISE_BLOCK_PAIRS):
         stop = min(start + _NOISE_BLOCK_PAIRS, values.size)
         noise = random_state.standard_normal(size=stop - start)
-        kernels.add_degeneracy_noise(values[start:stop], noise, info.eps, info.tiny * 100)
+        on_diagonal = (graph.diagonal >= start) & (graph.diagonal < stop)
+        diagonal_normals[on_diagonal] = noise[graph.diagonal[on_diagonal] - start]
+        setup.add_degeneracy_noise(values[start:stop], noise, info.eps, info.tiny * 100)
+    return diagonal_normals
 
 
-def _is_complete_with_equal_similarities(graph):
+def _equal_complete_graph(graph):
     """The dense engine's degenerate case, on a graph storing every pair:
     ``(True, the off-diagonal value)`` or ``(False, None)``."""
     n = graph.n
@@ -221,58 +237,120 @@ def _is_complete_with_equal_similarities(graph):
     preferences = graph.S[graph.diagonal]
     if not np.all(preferences == preferences[0]):
         return False, None
-    off_diagonal = np.ones(graph.nnz, dtype=bool)
-    off_diagonal[graph.diagonal] = False
-    values = graph.S[off_diagonal]
+    values = off_diagonal_values(graph)
     return bool(np.all(values == values[0])), values[0]
 
 
 # --------------------------------------------------------------------------
-# The loop.
+# The message state.
 # --------------------------------------------------------------------------
 
 
 class SparseMessageState:
-    """The buffers of one sparse run and one iteration (the interface of
-    ``_engine.MessageState`` that ``_engine.iterate_until_converged`` uses).
+    """Sparse Affinity Propagation: messages along the stored pairs.
+
+    Implements ``_run.MessageState`` (see ``_dense.DenseMessageState`` for
+    the dense counterpart; on a complete graph the two agree bitwise in
+    float64).
 
     Parameters
     ----------
     graph : SparseGraph
-        Prepared (preference and noise in ``graph.S``), read only from here.
+        From :func:`with_diagonal` (finite similarities, preferences on the
+        diagonal). Its similarities receive the noise in :meth:`prepare`.
     damping : float
+    random_state : numpy.random.RandomState
     n_threads : int
         Threads the caller has given Numba; the parallel kernels run when
         there are several and the graph stores ``PARALLEL_MIN_PAIRS`` pairs.
+    warm_messages : tuple (R, A) or None
+        Messages of an earlier fit on the same graph (arrays in its CSR
+        order), updated in place.
+    prepared : bool
+        The graph's similarities already hold their noise (:meth:`prepare`
+        only makes the messages ready).
     """
 
-    def __init__(self, graph, damping, n_threads):
-        n, nnz = graph.n, graph.nnz
-        dtype = graph.S.dtype
+    def __init__(self, graph, *, damping, random_state=None, n_threads=1, warm_messages=None,
+                 prepared=False):
         self.graph = graph
-        self.col_indptr = np.empty(n + 1, dtype=np.int64)
-        self.col_order = np.empty(nnz, dtype=_position_dtype(nnz))
-        kernels.column_order(graph.indptr, graph.indices, self.col_indptr, self.col_order)
-        self.R = np.zeros(nnz, dtype=dtype)
-        self.A = np.zeros(nnz, dtype=dtype)
-        self.col_sum = np.zeros(n, dtype=dtype)
-        self.is_exemplar = np.zeros(n, dtype=np.bool_)
-        self.parallel = n_threads > 1 and nnz >= PARALLEL_MIN_PAIRS
+        self.n_samples = graph.n
+        self.dtype = graph.S.dtype
+        self.random_state = random_state
+        self.n_threads = n_threads
+        self._warm_messages = warm_messages
+        self._prepared = prepared
+        self.preference = graph.S[graph.diagonal].copy()
+        self.R = self.A = None
+        self.is_exemplar = np.zeros(graph.n, dtype=np.bool_)
         self.availability_pending = False
         self.set_damping(damping)
-        self.n_iter = 0
+        self._objective_values = None
+
+    # -- set-up -------------------------------------------------------------
+
+    def equal_similarities(self):
+        if self.n_samples == 1:
+            return False
+        # The dense engine's shortcut, on a complete graph only: on another
+        # one "one cluster" could pair samples that store no pair.
+        degenerate, equal_value = _equal_complete_graph(self.graph)
+        if degenerate:
+            return bool(self.graph.S[self.graph.diagonal[0]] > equal_value)
+        return None
+
+
+    def preference_range(self):
+        """The dense engine's range on a complete graph; otherwise a bracket
+        from the stored values: ``high`` the largest stored similarity and
+        ``low = (n - 1) min - (n - 2) high``, below the dense bound on any
+        completion of the graph."""
+        dense = complete_matrix(self.graph)
+        if dense is not None:
+            return _preference.preference_range_of_similarities(dense)
+        values = off_diagonal_values(self.graph)
+        if values.size == 0:
+            return 0.0, 0.0
+        n = self.n_samples
+        high = float(values.max())
+        return float((n - 1) * float(values.min()) - (n - 2) * high), high
+
+    def similarity_quantile(self, q):
+        return stored_quantile(self.graph, q, self.n_threads)
+
+    def prepare(self):
+        g = self.graph
+        n, nnz = g.n, g.nnz
+        if not self._prepared:
+            self.diagonal_normals = add_degeneracy_noise(g, self.random_state)
+        self.col_indptr = np.empty(n + 1, dtype=np.int64)
+        self.col_order = np.empty(nnz, dtype=_position_dtype(nnz))
+        sparse_graph.column_order(g.indptr, g.indices, self.col_indptr, self.col_order)
+        if self._warm_messages is not None:
+            self.R, self.A = self._warm_messages
+            self.is_exemplar = self.A[g.diagonal] + self.R[g.diagonal] > 0
+        else:
+            self.R = np.zeros(nnz, dtype=self.dtype)
+            self.A = np.zeros(nnz, dtype=self.dtype)
+        self._warm_messages = None
+        self.col_sum = np.zeros(n, dtype=self.dtype)
+        self.parallel = self.n_threads > 1 and nnz >= PARALLEL_MIN_PAIRS
+
+    # -- iterations ---------------------------------------------------------
 
     def set_damping(self, damping):
-        """Use ``damping`` from the next iteration on."""
-        dtype = self.graph.S.dtype.type
-        self.damping_value = float(damping)
-        self.damping = dtype(damping)
-        self.one_minus_damping = dtype(1 - damping)  # as scikit-learn: 1 - d in float64 first
+        dtype = self.dtype.type
+        self.damping = float(damping)
+        self._damping = dtype(damping)
+        self._one_minus_damping = dtype(1 - damping)  # as scikit-learn: 1 - d in float64 first
         if not self.availability_pending:
-            self.last_damping, self.last_one_minus_damping = self.damping, self.one_minus_damping
+            self._keep_damping_as_last()
+
+    def _keep_damping_as_last(self):
+        self.last_damping = self.damping
+        self._last_pair = (self._damping, self._one_minus_damping)
 
     def iterate(self):
-        """Run one iteration; return ``(n_exemplars, n_changed)``."""
         g = self.graph
         if self.parallel:
             update_rows, finish_columns = (
@@ -281,28 +359,97 @@ class SparseMessageState:
         else:
             update_rows, finish_columns = kernels.update_rows_serial, kernels.finish_columns_serial
         update_rows(
-            g.indptr, g.indices, g.diagonal, g.S, self.A, self.R, self.col_sum, self.damping,
-            self.one_minus_damping, self.last_damping, self.last_one_minus_damping,
-            self.availability_pending,
+            g.indptr, g.indices, g.diagonal, g.S, self.A, self.R, self.col_sum, self._damping,
+            self._one_minus_damping, *self._last_pair, self.availability_pending,
         )
         counts = finish_columns(
             g.indptr, g.diagonal, self.col_indptr, self.col_order, self.A, self.R, self.col_sum,
-            self.damping, self.one_minus_damping, self.is_exemplar,
+            self._damping, self._one_minus_damping, self.is_exemplar,
         )
-        self.n_iter += 1
         self.availability_pending = True
-        self.last_damping, self.last_one_minus_damping = self.damping, self.one_minus_damping
+        self._keep_damping_as_last()
         return counts
 
     def complete_availability(self):
-        """Bring ``A`` off the diagonal to the end of the last iteration."""
         if self.availability_pending:
             g = self.graph
-            kernels.complete_availability(
-                g.indptr, g.indices, g.diagonal, self.A, self.R, self.col_sum,
-                self.last_damping, self.last_one_minus_damping,
+            kernels.complete_stored_availability(
+                g.indptr, g.indices, g.diagonal, self.A, self.R, self.col_sum, *self._last_pair
             )
             self.availability_pending = False
+
+    def set_preference(self, preference, *, shift_messages):
+        g = self.graph
+        diagonal_values = np.empty(g.n, dtype=self.dtype)
+        diagonal_values[:] = preference
+        info = np.finfo(self.dtype)
+        setup.add_degeneracy_noise(diagonal_values, self.diagonal_normals, info.eps,
+                                   info.tiny * 100)
+        g.S[g.diagonal] = diagonal_values
+        if shift_messages:
+            delta = self.dtype.type(preference) - self.dtype.type(self.preference.flat[0])
+            kernels.shift_stored_preference(
+                g.indptr, g.indices, g.diagonal, self.A, self.R, self.col_sum, delta,
+                self.availability_pending, *self._last_pair,
+            )
+            self.availability_pending = False
+        self.preference = np.broadcast_to(np.asarray(preference, dtype=self.dtype), (g.n,))
+
+    def reset(self):
+        self.R.fill(0)
+        self.A.fill(0)
+        self.availability_pending = False
+        self.is_exemplar[:] = False
+        self._keep_damping_as_last()
+
+    # -- results ------------------------------------------------------------
+
+    def net_similarity(self):
+        """The objective on stored pairs: ``-inf`` while some sample stores
+        no pair with any exemplar."""
+        if not self.is_exemplar.any():
+            return np.nan
+        g = self.graph
+        if self._objective_values is None:
+            self._objective_values = np.empty(g.n, dtype=np.float64)
+        sparse_assign.best_stored_exemplar_similarity(
+            g.indptr, g.indices, g.S, self.is_exemplar, self._objective_values
+        )
+        return float(np.sum(self._objective_values))
+
+    def assign(self, is_exemplar):
+        return assign_clusters(self.graph, is_exemplar)
+
+    def messages(self):
+        self.complete_availability()
+        return self.R, self.A
+
+    def membership_confidence(self, cluster_centers_indices, labels):
+        """As the dense engine's, on stored pairs (NaN where a sample does
+        not store its cluster's message exemplar)."""
+        R, A = self.messages()
+        g = self.graph
+        margin = np.full(g.n, np.nan)
+        flags = A[g.diagonal] + R[g.diagonal] > 0
+        centers = np.asarray(cluster_centers_indices, dtype=np.intp)
+        if centers.size == 0 or int(flags.sum()) != centers.size:
+            return margin
+        nearest = np.empty(g.n, dtype=np.int64)
+        sparse_assign.nearest_stored_exemplar(
+            g.indptr, g.indices, g.S, flags, np.arange(g.n), nearest
+        )
+        message_exemplar_of_cluster = nearest[centers]
+        if np.any(message_exemplar_of_cluster < 0):
+            return margin
+        assigned = message_exemplar_of_cluster[labels]
+        sparse_assign.stored_evidence_margin(
+            g.indptr, g.indices, A, R, flags, assigned, margin
+        )
+        return margin
+
+    def release(self):
+        self.R = self.A = None
+        self.col_order = self.col_indptr = None
 
 
 def assign_clusters(graph, is_exemplar):
@@ -314,7 +461,7 @@ def assign_clusters(graph, is_exemplar):
     labels = np.empty(n, dtype=np.int64)
     for _ in range(2):
         exemplar_label = np.cumsum(is_exemplar) - 1
-        kernels.nearest_exemplar(
+        sparse_assign.nearest_stored_exemplar(
             graph.indptr, graph.indices, graph.S, is_exemplar, exemplar_label, labels
         )
         stranded = labels < 0
@@ -327,10 +474,10 @@ def assign_clusters(graph, is_exemplar):
     cluster_sizes = np.bincount(labels, minlength=n_clusters)
     col_indptr = np.empty(n + 1, dtype=np.int64)
     col_order = np.empty(graph.nnz, dtype=_position_dtype(graph.nnz))
-    kernels.column_order(graph.indptr, graph.indices, col_indptr, col_order)
+    sparse_graph.column_order(graph.indptr, graph.indices, col_indptr, col_order)
     pair_rows = np.repeat(np.arange(n, dtype=np.int32), np.diff(graph.indptr))
     column_sums = np.empty(n, dtype=graph.S.dtype)
-    kernels.within_cluster_column_sums(
+    sparse_assign.within_cluster_stored_column_sums(
         col_indptr, col_order, pair_rows, graph.S, labels, cluster_sizes, column_sums
     )
     del col_order, pair_rows
@@ -342,7 +489,7 @@ def assign_clusters(graph, is_exemplar):
     is_exemplar[:] = False
     is_exemplar[exemplars] = True
     exemplar_label = np.cumsum(is_exemplar) - 1
-    kernels.nearest_exemplar(
+    sparse_assign.nearest_stored_exemplar(
         graph.indptr, graph.indices, graph.S, is_exemplar, exemplar_label, labels
     )
     labels = np.flatnonzero(is_exemplar)[labels]
@@ -350,476 +497,127 @@ def assign_clusters(graph, is_exemplar):
     return cluster_centers_indices, np.searchsorted(cluster_centers_indices, labels)
 
 
-def run_sparse_affinity_propagation(
-    graph,
-    *,
-    damping,
-    max_iter,
-    convergence_iter,
-    random_state,
-    n_threads,
-    verbose=False,
-    messages_out=None,
-    adaptive_damping=None,
-    callback=None,
-    callback_every=1,
-    warn=True,
-):
-    """Affinity Propagation on a graph with its preferences on the diagonal.
+
+
+# --------------------------------------------------------------------------
+# A fit on a graph, and its results in the caller's numbering.
+# --------------------------------------------------------------------------
+
+
+def fit_graph(S, options, *, preference, preference_quantile, n_clusters, random_state,
+              n_threads, warm_messages=None, adaptive_damping=None):
+    """Affinity Propagation on a sparse similarity matrix (see the module notes).
 
     Parameters
     ----------
-    graph : SparseGraph
-        From :func:`with_diagonal` (finite similarities, preferences on the
-        diagonal). Its similarities receive the degeneracy noise in place.
-    damping, max_iter, convergence_iter, verbose, random_state, n_threads
-        As in :func:`fastap._engine.run_affinity_propagation`.
-    messages_out : dict or None
-        When a dict, receives ``"responsibility"`` and ``"availability"``
-        (arrays in the CSR order of the graph, completed to the end of the
-        last iteration).
-    adaptive_damping, callback, callback_every
-        As in :func:`fastap._engine.iterate_until_converged`.
-    warn : bool
-        Issue scikit-learn's ConvergenceWarnings (the caller may warn later).
+    S : SciPy sparse matrix or array (n, n), CSR, CSC or COO
+        Finite values (validated), any numeric dtype; not modified.
+    options : _run.RunOptions
+    preference : ndarray (0-d or (n,)) or None
+        Validated; None: the median of the stored similarities, or with
+        ``preference_quantile`` that quantile of the off-diagonal ones.
+    n_clusters : int or None
+    random_state : numpy.random.RandomState
+    warm_messages : tuple of two CSR matrices or None
+        The previous fit's messages (used when they have this graph's pairs).
 
     Returns
     -------
-    FitResult
+    result : _run.RunResult
+        Messages as CSR matrices.
+    affinity_matrix : scipy.sparse.csr_matrix or csr_array
+        The graph the messages ran on (preferences and noise on the diagonal).
+    preference : ndarray
+        The preference used.
     """
-    n = graph.n
-    degenerate, equal_value = _is_complete_with_equal_similarities(graph)
-    if n == 1 or degenerate:
-        # The dense engine's shortcut (on a complete graph only: on another
-        # one "one cluster" could pair samples that store no pair).
-        warnings.warn(
-            "All samples have mutually equal similarities. Returning arbitrary cluster center(s)."
-        )
-        if degenerate and graph.S[graph.diagonal[0]] > equal_value:
-            return _engine.FitResult(np.arange(n), np.arange(n), 0, True, None, damping)
-        return _engine.FitResult(
-            np.array([0]), np.zeros(n, dtype=np.intp), 0, True, None, damping
-        )
-
-    add_degeneracy_noise(graph, random_state)
-    state = SparseMessageState(graph, damping, n_threads)
-    progress = _engine._Progress(verbose, n)
-    loop = _engine.iterate_until_converged(
-        state,
-        max_iter=max_iter,
-        convergence_iter=convergence_iter,
-        adaptive_damping=adaptive_damping,
-        callback=callback,
-        callback_every=callback_every,
-        progress=progress,
-    )
-    if verbose:
-        print(f"Converged after {loop.n_iter - 1} iterations." if loop.converged
-              else "Did not converge")
-    if messages_out is not None:
-        state.complete_availability()
-        messages_out["responsibility"] = state.R
-        messages_out["availability"] = state.A
-    is_exemplar = state.is_exemplar
-    final_damping = state.damping_value
-    del state  # frees R, A and the column view before the assignment
-
-    cluster_centers_indices, labels = assign_clusters(graph, is_exemplar)
-    if warn:
-        _engine.warn_if_not_converged(cluster_centers_indices, loop.converged)
-    return _engine.FitResult(
-        cluster_centers_indices, labels, loop.n_iter, loop.converged, None, final_damping
-    )
-
-
-# --------------------------------------------------------------------------
-# Merging fragments: AP again, on the clusters, weighted by their sizes.
-# --------------------------------------------------------------------------
-
-# Above this many clusters a merge level runs sparse AP on a k-NN graph of
-# the clusters instead of dense AP (three m x m float64 matrices: 0.6 GiB
-# at 5,000).
-MERGE_DENSE_MAX_CLUSTERS = 5000
-
-# Neighbours per cluster in a sparse merge level (at least n_neighbors). A
-# level on too few neighbours fragments again, and worse: a fragment that
-# cannot reach its own cluster's exemplar joins a foreign one when that
-# costs less than a preference, and merges are never undone. With 200, a
-# cluster sees the exemplars of about 200 fragments of the first stage.
-MERGE_NEIGHBORS = 200
-
-# Pairs sampled to estimate the median similarity of all pairs.
-_MEDIAN_SAMPLE_PAIRS = 1_000_000
-_MEDIAN_EXACT_MAX_SAMPLES = 2000
-
-
-def pair_similarities(Xf, metric, rows, cols):
-    """Similarities of the pairs ``(rows[t], cols[t])`` (float64)."""
-    if metric == "cosine":
-        return np.einsum("ij,ij->i", Xf[rows], Xf[cols])
-    difference = Xf[rows] - Xf[cols]
-    return -np.einsum("ij,ij->i", difference, difference)
-
-
-def median_of_all_pairs(Xf, metric):
-    """Median similarity over all ``n x n`` pairs (the dense default
-    preference), exact up to 2,000 samples, else estimated from 10^6 pairs
-    drawn uniformly (diagonal included, as in the dense matrix) by a
-    generator of fixed seed, so the estimate does not depend on
-    ``random_state`` and does not consume its stream."""
-    n = Xf.shape[0]
-    if n <= _MEDIAN_EXACT_MAX_SAMPLES:
-        rows, cols = np.divmod(np.arange(n * n), n)
-    else:
-        generator = np.random.default_rng(0)
-        rows = generator.integers(0, n, _MEDIAN_SAMPLE_PAIRS)
-        cols = generator.integers(0, n, _MEDIAN_SAMPLE_PAIRS)
-    return float(np.median(pair_similarities(Xf, metric, rows, cols)))
-
-
-class Groups:
-    """Clusters of samples while merging: for cluster ``a``, its exemplar (a
-    sample), its size and the sum of its members' feature rows."""
-
-    def __init__(self, exemplars, sizes, sums):
-        self.exemplars = exemplars
-        self.sizes = sizes
-        self.sums = sums
-
-    @classmethod
-    def of_samples(cls, Xf, labels, exemplars):
-        m = exemplars.size
-        sizes = np.bincount(labels, minlength=m).astype(np.float64)
-        member_of = sparse.csr_matrix(
-            (np.ones(labels.size), (labels, np.arange(labels.size))), shape=(m, labels.size)
-        )
-        return cls(exemplars, sizes, np.asarray(member_of @ Xf))
-
-    def merged(self, group_labels, group_exemplars):
-        """The clusters of clusters: ``group_labels[a]`` is the new cluster of ``a``."""
-        m = group_exemplars.size
-        sums = np.zeros((m, self.sums.shape[1]))
-        np.add.at(sums, group_labels, self.sums)
-        sizes = np.bincount(group_labels, weights=self.sizes, minlength=m)
-        return Groups(self.exemplars[group_exemplars], sizes, sums)
-
-
-def weighted_similarities(Xf, metric, groups, indptr, indices, preference):
-    """Similarities between clusters for a merge level, for the stored pairs
-    ``(a, b)`` of a CSR structure over the clusters.
-
-    Moving every member of ``a`` to the exemplar ``e_b`` of ``b`` adds
-    ``sum_{i in a} s(x_i, x_{e_b})`` to AP's objective: for ``-||.||^2``
-    that is ``-n_a ||mean_a - x_{e_b}||^2`` plus a constant of row ``a``
-    (which AP ignores), for the cosine ``(sum_{i in a} x_i) . x_{e_b}``;
-    both need only the cluster's size and feature sum, and they are exact,
-    not an approximation by the exemplar. On the diagonal, keeping ``a``
-    costs its exemplar's preference plus the other members' similarities
-    to it.
-    """
-    exemplar_preference = np.ascontiguousarray(
-        np.broadcast_to(preference, (Xf.shape[0],))[groups.exemplars], dtype=np.float64
-    )
-    out = np.empty(indices.size, dtype=np.float64)
-    graph_kernels.cluster_similarities(
-        groups.sums, groups.sizes, np.ascontiguousarray(Xf[groups.exemplars]),
-        exemplar_preference, metric == "cosine", indptr, indices, out,
-    )
-    return out
-
-
-def merge_level(Xf, metric, groups, fit_kwargs, n_neighbors, preference):
-    """AP on the clusters of ``groups`` (dense up to
-    ``MERGE_DENSE_MAX_CLUSTERS`` clusters, else on their k-NN graph)."""
-    m = groups.exemplars.size
-    if m <= MERGE_DENSE_MAX_CLUSTERS:
-        indptr = np.arange(0, m * m + 1, m, dtype=np.int64)
-        indices = np.tile(np.arange(m, dtype=np.int32), m)
-        S = weighted_similarities(Xf, metric, groups, indptr, indices, preference).reshape(m, m)
-        del indices
-        return _engine.run_affinity_propagation(S, np.diagonal(S).copy(), **fit_kwargs)
-    from fastap._graph import kneighbors, symmetric_union
-
-    neighbors = kneighbors(Xf[groups.exemplars], max(n_neighbors, MERGE_NEIGHBORS))
-    indptr, indices = symmetric_union(neighbors, with_self=True)
-    del neighbors
-    values = weighted_similarities(Xf, metric, groups, indptr, indices, preference)
-    diagonal = np.empty(m, dtype=np.int64)
-    kernels.find_diagonal(indptr, indices, diagonal)
-    graph = with_diagonal(indptr, indices, values, values[diagonal])
-    del indptr, indices, values
-    return run_sparse_affinity_propagation(graph, **fit_kwargs)
-
-
-def refine_and_assign(Xf, metric, labels, groups, preference):
-    """scikit-learn's final assignment, without the N x N matrix.
-
-    In each cluster the member ``j`` with the largest ``sum_{i != j} s(i, j)
-    + preference_j`` becomes the exemplar (the first such member); for
-    ``-||.||^2`` that is the member nearest the cluster mean, for the cosine
-    the one most aligned with the members' sum. Then every sample goes to
-    its most similar exemplar.
-    """
-    n = labels.size
-    sums = groups.sums[labels]
-    if metric == "cosine":
-        self_similarity = np.einsum("ij,ij->i", Xf, Xf)
-        score = np.einsum("ij,ij->i", sums, Xf) - self_similarity
-    else:
-        difference = sums / groups.sizes[labels][:, None] - Xf
-        score = -groups.sizes[labels] * np.einsum("ij,ij->i", difference, difference)
-    score += np.broadcast_to(preference, (n,))
-    order = np.lexsort((np.arange(n), -score, labels))
-    first_of_cluster = np.r_[True, labels[order[1:]] != labels[order[:-1]]]
-    exemplars = np.sort(order[first_of_cluster])
-    if metric == "cosine":
-        new_labels = np.empty(n, dtype=np.intp)
-        for start in range(0, n, 65536):
-            block = Xf[start : start + 65536] @ Xf[exemplars].T
-            new_labels[start : start + 65536] = np.argmax(block, axis=1)
-    else:
-        from sklearn import config_context
-        from sklearn.metrics import pairwise_distances_argmin
-
-        with config_context(assume_finite=True):
-            new_labels = pairwise_distances_argmin(Xf, Xf[exemplars])
-    new_labels[exemplars] = np.arange(exemplars.size)
-    return exemplars, new_labels
-
-
-def merge_fragments(Xf, metric, labels, centers, preference, fit_kwargs, n_neighbors,
-                    verbose=False):
-    """Merge the clusters of a sparse fit: AP on the clusters, weighted by
-    their sizes (see :func:`weighted_similarities`), level after level until a
-    level is dense (at most ``MERGE_DENSE_MAX_CLUSTERS`` clusters) or merges
-    nothing; then :func:`refine_and_assign`.
-
-    Returns ``(cluster_centers_indices, labels, n_iter, converged)``, with
-    the iterations and convergence of all levels together.
-    """
-    groups = Groups.of_samples(Xf, labels, centers)
-    n_iter, converged = 0, True
-    while groups.exemplars.size > 1:
-        m = groups.exemplars.size
-        with warnings.catch_warnings():
-            # The caller warns once for the whole fit.
-            warnings.simplefilter("ignore", category=ConvergenceWarning)
-            warnings.filterwarnings("ignore", message="All samples have mutually equal")
-            result = merge_level(Xf, metric, groups, fit_kwargs, n_neighbors, preference)
-        n_iter += result.n_iter
-        converged &= bool(result.converged)
-        if result.cluster_centers_indices.size == 0:
-            break  # AP on the clusters found no exemplar: keep them
-        labels = result.labels[labels]
-        groups = groups.merged(result.labels, result.cluster_centers_indices)
-        if verbose:
-            print(f"[fastap] merge level: {m} -> {groups.exemplars.size} clusters")
-        if m <= MERGE_DENSE_MAX_CLUSTERS or groups.exemplars.size == m:
-            break
-    centers, labels = refine_and_assign(Xf, metric, labels, groups, preference)
-    return centers, labels, n_iter, converged
-
-
-# --------------------------------------------------------------------------
-# The estimator's two sparse fits.
-# --------------------------------------------------------------------------
-
-
-def _fit_kwargs(estimator, random_state, options):
-    return dict(
-        options,
-        max_iter=estimator.max_iter,
-        convergence_iter=estimator.convergence_iter,
-        random_state=random_state,
-        verbose=estimator.verbose,
-    )
-
-
-def fit_precomputed(estimator, X, **options):
-    """``AffinityPropagation(affinity="precomputed").fit`` on a sparse matrix.
-
-    ``options``: ``n_threads``, ``damping`` and the loop's options (see
-    :func:`run_sparse_affinity_propagation`). Returns ``(FitResult,
-    affinity_matrix, preference)``; the matrix is the graph the messages ran
-    on, as a CSR matrix (a CSR array for sparse-array input).
-    """
-    from sklearn.utils import check_random_state
-    from sklearn.utils.validation import validate_data
-
-    from fastap._estimator import _validated_preference
-
-    if estimator.merge_fragments is True:
-        raise ValueError(
-            "merge_fragments=True needs the features (it compares the clusters' members "
-            "with other exemplars): use affinity='nearest_neighbors'."
-        )
-    # LIL, DOK, ... become CSR (they cannot hold duplicates); COO is kept as
-    # it is, so that its duplicates are seen. The dtype is left as it is
-    # until canonical_csr has looked for duplicates (a cast would sum them).
-    S = validate_data(estimator, X, accept_sparse=["csr", "csc", "coo"], dtype="numeric")
-    check_memory(S.shape[0], S.nnz + S.shape[0], message_dtype(S.dtype))
+    check_memory(S.shape[0], S.nnz + S.shape[0], similarity_dtype(S.dtype))
     indptr, indices, data = canonical_csr(S)
-    n = indptr.size - 1
-    preference = default_preference(data) if estimator.preference is None else (
-        estimator.preference
-    )
-    preference = _validated_preference(preference, n, data.dtype)
-    graph = with_diagonal(indptr, indices, data, preference)
+    if preference is None and preference_quantile is None:
+        preference = np.asarray(default_preference(data))
+    graph = with_diagonal(indptr, indices, data,
+                          data.dtype.type(0) if preference is None else preference)
     del indptr, indices, data  # with the diagonal inserted, a new copy
-    result = run_sparse_affinity_propagation(
-        graph, **_fit_kwargs(estimator, check_random_state(estimator.random_state), options)
+    if preference is None:
+        preference = np.asarray(stored_quantile(graph, preference_quantile, n_threads))
+        sparse_graph.set_diagonal(graph.diagonal, graph.S, np.full(graph.n, preference))
+    state = SparseMessageState(
+        graph, damping=options.damping, random_state=random_state, n_threads=n_threads,
+        warm_messages=warm_message_arrays(graph, warm_messages),
     )
-    return result, graph.to_scipy(like=X), preference
+    result = run_or_search(state, options, n_clusters=n_clusters,
+                           adaptive_damping=adaptive_damping)
+    if result.preference is not None:
+        preference = np.asarray(result.preference)
+    result.messages = _message_matrices(graph, result.messages, like=S)
+    return result, graph.to_scipy(like=S), preference
 
 
-def fit_nearest_neighbors(estimator, X, **options):
-    """``AffinityPropagation(affinity="nearest_neighbors").fit``.
+def warm_message_arrays(graph, messages, order=None):
+    """The arrays, in the graph's CSR order, of the previous fit's messages
+    (CSR matrices in the caller's numbering; ``order`` renumbers them as the
+    graph's samples) when they store exactly the graph's pairs, else None."""
+    if messages is None:
+        return None
+    arrays = []
+    for matrix in messages:
+        if not sparse.issparse(matrix) or matrix.shape != (graph.n, graph.n):
+            return None
+        matrix = sparse.csr_matrix(matrix)
+        if order is not None:
+            matrix = matrix[order][:, order]
+        matrix.sort_indices()
+        if not (np.array_equal(matrix.indptr, graph.indptr)
+                and np.array_equal(matrix.indices, graph.indices)
+                and matrix.dtype == graph.S.dtype):
+            return None
+        arrays.append(np.ascontiguousarray(matrix.data))
+    return tuple(arrays)
 
-    ``options`` as in :func:`fit_precomputed`. Returns ``(FitResult,
-    affinity_matrix, preference, X)`` (X validated, for
-    ``cluster_centers_``).
-    """
-    from sklearn.utils import check_random_state
-    from sklearn.utils.validation import validate_data
 
-    from fastap import _graph
-    from fastap._estimator import _validated_preference
+def _message_matrices(graph, messages, like=None, inverse=None):
+    if messages is None:
+        return None
+    matrices = []
+    for values in messages:
+        matrix = SparseGraph(graph.indptr, graph.indices, values, graph.diagonal).to_scipy(like)
+        if inverse is not None:
+            matrix = matrix[inverse][:, inverse]
+            matrix.sort_indices()
+        matrices.append(matrix)
+    return tuple(matrices)
 
-    X = validate_data(estimator, X)
-    dtype = np.float32 if X.dtype == np.float32 else np.float64
-    n = X.shape[0]
-    metric = estimator.metric
-    k = min(estimator.n_neighbors, max(n - 1, 0))
-    check_memory(n, 2 * k * n + n, dtype)
-    random_state = check_random_state(estimator.random_state)
-    verbose = estimator.verbose
 
-    started = time.perf_counter()
-    Xf = _graph.normalized_rows(X) if metric == "cosine" else np.ascontiguousarray(
-        X, dtype=np.float64
-    )
-    approximate = n > _graph.EXACT_MAX_SAMPLES
-    seed = random_state.randint(np.iinfo(np.int32).max) if approximate else None
-    neighbors = _graph.kneighbors(Xf, k, random_state=seed)
-    # The messages run on the samples renumbered for locality (see
-    # _graph.locality_order); results are mapped back at the end.
-    order = _graph.locality_order(*_graph.symmetric_union(neighbors))
-    neighbors = _graph.renumbered(neighbors, order)
-    Xf = Xf[order]
-    # Diagonal pairs stored from the start: the preference goes in place.
-    indptr, indices = _graph.symmetric_union(neighbors, with_self=True)
-    del neighbors
-    values = np.empty(indices.size, dtype=np.float64)
-    if metric == "cosine":
-        _graph.kernels.dot_products(Xf, indptr, indices, values)
-    else:
-        _graph.kernels.negative_squared_distances(Xf, indptr, indices, values)
-    values = values.astype(dtype, copy=False)
-    if verbose:
-        print(
-            f"[fastap] {k}-nearest-neighbour graph: {indices.size} pairs, "
-            f"{time.perf_counter() - started:.1f} s"
-        )
+def graph_matrix(graph, order):
+    """The graph as a CSR matrix in the caller's numbering (sample
+    ``order[i]`` of the caller is the graph's ``i``)."""
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    matrix = graph.to_scipy()[inverse][:, inverse]
+    matrix.sort_indices()
+    return matrix
 
-    if estimator.preference is None:
-        preference = median_of_all_pairs(Xf, metric)
-    else:
-        preference = estimator.preference
-    preference = _validated_preference(preference, n, dtype)
-    original_preference = preference
-    if preference.ndim == 1:
-        preference = preference[order]
-    fit_kwargs = _fit_kwargs(estimator, random_state, options)
-    merge = estimator.merge_fragments in (True, "auto")
-    graph = with_diagonal(indptr, indices, values, preference)  # in place: no copy
-    del indptr, indices, values
-    result = run_sparse_affinity_propagation(graph, warn=not merge, **fit_kwargs)
-    if merge:
-        if result.cluster_centers_indices.size > 0:
-            merge_kwargs = {
-                name: fit_kwargs[name]
-                for name in ("damping", "max_iter", "convergence_iter", "random_state",
-                             "n_threads")
-            }
-            centers, labels, n_iter, converged = merge_fragments(
-                Xf, metric, result.labels, result.cluster_centers_indices,
-                preference.astype(np.float64), merge_kwargs, k, verbose=verbose,
-            )
-            result = result._replace(
-                cluster_centers_indices=centers, labels=labels,
-                n_iter=result.n_iter + n_iter, converged=result.converged and converged,
-            )
-        _engine.warn_if_not_converged(result.cluster_centers_indices, result.converged)
-    result = in_original_order(result, order)
+
+def in_original_order(result, graph, order):
+    """A RunResult on samples renumbered by ``order`` (sample ``order[i]``
+    was ``i``), in the original numbering; clusters numbered by exemplar
+    index, per-sample arrays and messages renumbered."""
+    n = order.size
     inverse = np.empty_like(order)
     inverse[order] = np.arange(n)
-    affinity_matrix = graph.to_scipy()[inverse][:, inverse]
-    affinity_matrix.sort_indices()
-    return result, affinity_matrix, original_preference, X
-
-
-def in_original_order(result, order):
-    """A FitResult on samples renumbered by ``order`` (sample ``order[i]`` was
-    ``i``), in the original numbering; clusters numbered by exemplar index."""
-    n = order.size
     labels = np.empty(n, dtype=np.intp)
     centers = order[result.cluster_centers_indices]
     if centers.size == 0:
         labels[order] = result.labels
-        return result._replace(labels=labels)
-    by_index = np.argsort(centers)
-    new_label = np.empty(centers.size, dtype=np.intp)
-    new_label[by_index] = np.arange(centers.size)
-    labels[order] = new_label[result.labels]
-    return result._replace(cluster_centers_indices=centers[by_index], labels=labels)
-
-
-# Estimator options of the dense engine that the sparse fits do not offer.
-_DENSE_ONLY_OPTIONS = ("preference_quantile", "n_clusters", "warm_start", "keep_messages",
-                       "record_history")
-
-
-def fit(estimator, X):
-    """The sparse fits of :class:`fastap.AffinityPropagation`: a sparse
-    precomputed matrix, or ``affinity="nearest_neighbors"``.
-
-    Returns the fitted attributes as a dict (``cluster_centers_`` only with
-    features); the estimator sets them once the whole fit has succeeded.
-    """
-    for name in _DENSE_ONLY_OPTIONS:
-        value = getattr(estimator, name, None)
-        if value is not None and value is not False:  # 0.0 == False: a quantile of 0 counts
-            raise ValueError(
-                f"{name} is not supported with sparse similarities or "
-                "affinity='nearest_neighbors'."
-            )
-    if estimator.affinity != "nearest_neighbors" and estimator.metric != "euclidean":
-        raise ValueError("metric applies to affinity='nearest_neighbors' only.")
-    n_threads = _engine.resolve_n_threads(estimator.n_jobs)
-    damping = estimator.damping
-    adaptive = damping == "auto"
-    with _engine.numba_threads(n_threads):
-        kwargs = {
-            "n_threads": n_threads,
-            "damping": 0.5 if adaptive else damping,
-            "adaptive_damping": _engine.AdaptiveDamping(0.5) if adaptive else None,
-            "callback": getattr(estimator, "callback", None),
-            "callback_every": getattr(estimator, "callback_every", 1),
-        }
-        if estimator.affinity == "nearest_neighbors":
-            result, S, preference, X = fit_nearest_neighbors(estimator, X, **kwargs)
-        else:
-            result, S, preference = fit_precomputed(estimator, X, **kwargs)
-            X = None
-    attributes = {
-        "affinity_matrix_": S,
-        "cluster_centers_indices_": result.cluster_centers_indices,
-        "labels_": result.labels,
-        "n_iter_": result.n_iter,
-        "converged_": result.converged,
-        "preference_": preference[()] if np.ndim(preference) == 0 else preference,
-        "damping_": result.final_damping,
-    }
-    if X is not None:
-        attributes["cluster_centers_"] = X[result.cluster_centers_indices].copy()
-    return attributes
+    else:
+        by_index = np.argsort(centers)
+        new_label = np.empty(centers.size, dtype=np.intp)
+        new_label[by_index] = np.arange(centers.size)
+        labels[order] = new_label[result.labels]
+        centers = centers[by_index]
+    result.cluster_centers_indices, result.labels = centers, labels
+    if result.membership_confidence is not None:
+        confidence = np.empty(n)
+        confidence[order] = result.membership_confidence
+        result.membership_confidence = confidence
+    result.messages = _message_matrices(graph, result.messages, inverse=inverse)
+    return result

@@ -19,7 +19,7 @@ def warmup(dtypes=("float64", "float32")):
     -------
     None
     """
-    from fastap._engine import PARALLEL_MIN_SAMPLES
+    from fastap._dense import PARALLEL_MIN_SAMPLES
     from fastap._estimator import AffinityPropagation
     from fastap._kernels import messages, setup
     from fastap._preference import preference_range

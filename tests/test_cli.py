@@ -323,12 +323,6 @@ BAD_INPUTS = {
         lambda d: write(d / "x.csv", "1,2\n3,4\n9,9\n"), ["--n-neighbors", "5"],
         "--n-neighbors applies to --affinity nearest_neighbors only",
     ),
-    "quantile with nearest neighbours": (
-        lambda d: write(d / "x.csv", "1,2\n3,4\n9,9\n"),
-        ["--affinity", "nearest_neighbors", "--preference-quantile", "0.5"],
-        "--preference-quantile is not supported with sparse similarities or "
-        "--affinity nearest_neighbors.",
-    ),
     "plot not png": (
         lambda d: write(d / "x.csv", "1,2\n3,4\n9,9\n"), ["--plot", "x.jpg"],
         "--plot x.jpg: the plot is written as PNG; name it *.png",

@@ -8,7 +8,7 @@ from sklearn.cluster import AffinityPropagation as SklearnAP
 from sklearn.datasets import make_blobs
 from sklearn.metrics.pairwise import cosine_similarity
 
-from fastap import AffinityPropagation, IterationInfo, _engine
+from fastap import AffinityPropagation, IterationInfo, _dense, _run
 from tests import reference_ap
 from tests.conftest import blobs, similarity
 
@@ -60,16 +60,18 @@ def test_history_net_similarity_kept_up_to_date_equals_a_fresh_computation(float
     # restart at another preference, all at once): every record must equal
     # the objective computed from scratch.
     S = similarity(blobs(300, cluster_std=2.0, random_state=5)).astype(float_dtype)
-    normals = _engine.prepare_similarities(S, float_dtype(np.median(S)), np.random.RandomState(0))
-    state = _engine.MessageState(S, 0.5, n_threads=2)
-    history = _engine._History(S.shape[0])
+    state = _dense.DenseMessageState(
+        S, np.asarray(np.median(S), dtype=float_dtype), damping=0.5,
+        random_state=np.random.RandomState(0), n_threads=2,
+    )
+    state.prepare()
+    history = _run.History()
     expected = []
     for step in range(90):
         if step == 60:  # a new preference and a cold restart, as the search does
-            _engine.set_preference(S, float_dtype(np.quantile(S, 0.9)), normals)
-            state.R.fill(0)
-            state.A.fill(0)
-            state.availability_pending = False
+            state.set_preference(float_dtype(np.quantile(S, 0.9)), shift_messages=False)
+            history.invalidate()
+            state.reset()
         n_exemplars, n_changed = state.iterate()
         history.record(state, n_exemplars, n_changed, 0.5)
         expected.append(_net_similarity_reference(S, state.is_exemplar))
@@ -145,7 +147,7 @@ def test_auto_damping_equals_fixed_damping_on_runs_that_settle_early():
 
 
 def test_adaptive_damping_rule():
-    rule = _engine.AdaptiveDamping(0.5, window=4)
+    rule = _run.AdaptiveDamping(0.5, window=4)
     # Warm-up window: changes are not counted.
     assert [rule.observe(1) for _ in range(4)] == [None] * 4
     assert [rule.observe(1) for _ in range(4)] == [None, None, None, 0.55]
@@ -331,13 +333,13 @@ def test_history_net_similarity_is_exact_during_a_search(monkeypatch):
     # against a brute-force objective of the flags and the S of that moment.
     X = _six_blobs()
     expected = []
-    record = _engine._History.record
+    record = _run.History.record
 
     def checked(self, state, n_exemplars, n_changed, damping):
         expected.append(_net_similarity_reference(state.S, state.is_exemplar))
         record(self, state, n_exemplars, n_changed, damping)
 
-    monkeypatch.setattr(_engine._History, "record", checked)
+    monkeypatch.setattr(_run.History, "record", checked)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # 6 is not reached exactly
         model = AffinityPropagation(random_state=0, n_clusters=6, record_history=True).fit(X)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from reference_ap import availability_step, place_preference_and_noise, responsibility_step
 
-from fastap import _engine, _sparse
+from fastap import _dense, _resources, _sparse
 from tests.conftest import blobs, similarity
 
 # Damping of each iteration: two changes, one of them back down.
@@ -32,6 +32,13 @@ def prepared(n_samples, dtype):
     return place_preference_and_noise(S, np.median(S), np.random.RandomState(0))
 
 
+def dense_state(S, damping, n_threads):
+    """The dense engine on a matrix that already holds preferences and noise."""
+    state = _dense.DenseMessageState(S, damping=damping, n_threads=n_threads, prepared=True)
+    state.prepare()
+    return state
+
+
 def run_schedule(state, schedule):
     for t, damping in enumerate(schedule):
         if t > 0 and damping != schedule[t - 1]:
@@ -45,8 +52,8 @@ def run_schedule(state, schedule):
 def test_dense_damping_schedule_matches_reference(n_samples, n_threads):
     S = prepared(n_samples, np.float64)
     R_ref, A_ref = reference_run(S.copy(), SCHEDULE)
-    with _engine.numba_threads(n_threads):
-        state = _engine.MessageState(S.copy(), SCHEDULE[0], n_threads)
+    with _resources.numba_threads(n_threads):
+        state = dense_state(S.copy(), SCHEDULE[0], n_threads)
         run_schedule(state, SCHEDULE)
     np.testing.assert_array_equal(state.R, R_ref)
     np.testing.assert_array_equal(state.A, A_ref)
@@ -55,7 +62,7 @@ def test_dense_damping_schedule_matches_reference(n_samples, n_threads):
 def test_float32_damping_schedule_close_to_reference():
     S = prepared(300, np.float32)
     R_ref, A_ref = reference_run(S.astype(np.float64), SCHEDULE)
-    state = _engine.MessageState(S.copy(), SCHEDULE[0], 1)
+    state = dense_state(S.copy(), SCHEDULE[0], 1)
     run_schedule(state, SCHEDULE)
     scale = np.abs(S).max()
     np.testing.assert_allclose(state.R, R_ref, atol=1e-5 * scale)
@@ -75,8 +82,11 @@ def test_sparse_damping_schedule_matches_dense_reference(n_threads, monkeypatch)
         np.arange(n, dtype=np.int64) * (n + 1),
     )
     monkeypatch.setattr(_sparse, "PARALLEL_MIN_PAIRS", 0 if n_threads > 1 else 10**12)
-    with _engine.numba_threads(n_threads):
-        state = _sparse.SparseMessageState(graph, SCHEDULE[0], n_threads)
+    with _resources.numba_threads(n_threads):
+        state = _sparse.SparseMessageState(
+            graph, damping=SCHEDULE[0], n_threads=n_threads, prepared=True
+        )
+        state.prepare()
         run_schedule(state, SCHEDULE)
     np.testing.assert_array_equal(state.R.reshape(n, n), R_ref)
     np.testing.assert_array_equal(state.A.reshape(n, n), A_ref)

@@ -7,7 +7,7 @@ from scipy import sparse
 from sklearn.cluster import AffinityPropagation as SklearnAP
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
-from fastap import AffinityPropagation, _engine, affinity_propagation
+from fastap import AffinityPropagation, _resources, _run, affinity_propagation
 from tests.conftest import CtrlC, blobs, similarity
 
 # --------------------------------------------------------------------------
@@ -253,7 +253,7 @@ def test_thread_count_is_restored_even_after_errors():
 
 @pytest.mark.parametrize("n_jobs, expected", [(None, None), (1, 1), (-1, "all"), (10**6, "all")])
 def test_resolve_n_threads(n_jobs, expected):
-    got = _engine.resolve_n_threads(n_jobs)
+    got = _resources.resolve_n_threads(n_jobs)
     if expected is None:
         assert got == numba.get_num_threads()
     elif expected == "all":
@@ -263,7 +263,7 @@ def test_resolve_n_threads(n_jobs, expected):
 
 
 def test_memory_error_before_allocating(monkeypatch):
-    monkeypatch.setattr(_engine, "available_memory_bytes", lambda: 10_000)
+    monkeypatch.setattr(_resources, "available_memory_bytes", lambda: 10_000)
     with pytest.raises(MemoryError, match=r"200 samples in float64 needs about .* float32 input"):
         AffinityPropagation().fit(blobs(200))
     with pytest.raises(MemoryError, match="float32"):
@@ -271,15 +271,15 @@ def test_memory_error_before_allocating(monkeypatch):
 
 
 def test_memory_estimate_counts_three_matrices():
-    assert _engine.fit_memory_bytes(1000, np.float32, 3) >= 3 * 1000 * 1000 * 4
-    assert _engine.fit_memory_bytes(1000, np.float64, 3) == 2 * _engine.fit_memory_bytes(
+    assert _resources.dense_fit_bytes(1000, np.float32, 3) >= 3 * 1000 * 1000 * 4
+    assert _resources.dense_fit_bytes(1000, np.float64, 3) == 2 * _resources.dense_fit_bytes(
         1000, np.float32, 3
     )
 
 
 def test_verbose_reports_progress(capsys, monkeypatch):
     monkeypatch.setattr(
-        _engine._Progress, "__init__", _fast_progress_init(_engine._Progress.__init__)
+        _run.Progress, "__init__", _fast_progress_init(_run.Progress.__init__)
     )
     AffinityPropagation(verbose=True, random_state=0).fit(blobs(300))
     out = capsys.readouterr().out

@@ -9,7 +9,7 @@ from reference_ap import (
     place_preference_and_noise,
 )
 
-from fastap import AffinityPropagation, _engine
+from fastap import AffinityPropagation, _dense, _resources, _run, _similarity
 from fastap._kernels import setup
 from tests.conftest import blobs, similarity
 
@@ -20,22 +20,19 @@ def engine_messages(S, preference, n_iter, damping, n_threads, parallel, block_b
     """Run fastap's loop for exactly ``n_iter`` iterations; return (R, A, flags)."""
     threshold = 0 if parallel else 10**9
     thresholds = {np.dtype(np.float32): threshold, np.dtype(np.float64): threshold}
-    monkeypatch.setattr(_engine, "PARALLEL_MIN_SAMPLES", thresholds)
-    monkeypatch.setattr(_engine, "_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(_dense, "PARALLEL_MIN_SAMPLES", thresholds)
+    monkeypatch.setattr(_dense, "BLOCK_BYTES", block_bytes)
     S = S.copy()
-    out = {}
-    with _engine.numba_threads(min(n_threads, MAX_THREADS)):
-        _engine.run_affinity_propagation(
-            S,
-            np.asarray(preference, dtype=S.dtype),
-            damping=damping,
-            max_iter=n_iter,
-            convergence_iter=n_iter + 1,
-            random_state=np.random.RandomState(0),
-            n_threads=n_threads,
-            messages_out=out,
+    options = _run.RunOptions(
+        damping=damping, max_iter=n_iter, convergence_iter=n_iter + 1, keep_messages=True
+    )
+    with _resources.numba_threads(min(n_threads, MAX_THREADS)):
+        state = _dense.DenseMessageState(
+            S, np.asarray(preference, dtype=S.dtype), damping=damping,
+            random_state=np.random.RandomState(0), n_threads=n_threads,
         )
-    R, A = out["responsibility"], out["availability"]
+        result = _run.run(state, options)
+    R, A = result.messages
     return R, A, (np.diag(A) + np.diag(R)) > 0, S
 
 
@@ -221,9 +218,9 @@ def test_median_handles_extreme_values(float_dtype):
 
 @pytest.mark.parametrize("n_features", [1, 5, 50])
 def test_negative_squared_euclidean_matches_sklearn(n_features, float_dtype, monkeypatch):
-    monkeypatch.setattr(_engine, "_SIMILARITY_BLOCK_ELEMENTS", 1000)  # several row blocks
+    monkeypatch.setattr(_similarity, "_SIMILARITY_BLOCK_ELEMENTS", 1000)  # several row blocks
     X = blobs(211, centers=3, n_features=n_features, random_state=2, dtype=float_dtype)
-    S = _engine.negative_squared_euclidean(X, float_dtype)
+    S = _similarity.negative_squared_euclidean(X, float_dtype)
     assert S.dtype == float_dtype
     if float_dtype == np.float64:
         np.testing.assert_array_equal(S, similarity(X))
@@ -233,11 +230,11 @@ def test_negative_squared_euclidean_matches_sklearn(n_features, float_dtype, mon
 
 
 def test_noise_by_blocks_equals_one_full_draw(float_dtype, monkeypatch):
-    monkeypatch.setattr(_engine, "_NOISE_BLOCK_ELEMENTS", 50)  # many blocks
+    monkeypatch.setattr(_dense, "_NOISE_BLOCK_ELEMENTS", 50)  # many blocks
     S = similarity(blobs(40, random_state=4)).astype(float_dtype)
     ours = S.copy()
     random_state = np.random.RandomState(9)
-    _engine._add_degeneracy_noise(ours, random_state)
+    _dense.add_degeneracy_noise(ours, random_state)
     reference_state = np.random.RandomState(9)
     theirs = place_preference_and_noise(S.copy(), np.diag(S), reference_state)
     np.testing.assert_array_equal(ours, theirs)

@@ -10,7 +10,7 @@ from sklearn.cluster import AffinityPropagation as SklearnAP
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 
-from fastap import AffinityPropagation, _engine, _preference, exemplar_hierarchy, preference_range
+from fastap import AffinityPropagation, _dense, _run, _search, exemplar_hierarchy, preference_range
 from fastap._kernels import setup
 from tests.conftest import blobs, similarity
 
@@ -156,6 +156,18 @@ def test_warm_search_gives_the_clusters_of_a_cold_fit_at_its_preference():
     np.testing.assert_array_equal(model.affinity_matrix_, cold.affinity_matrix_)
 
 
+def search(S, n_clusters, *, max_iter, warm=True, max_steps=_search.MAX_STEPS):
+    """The search on the dense engine, as the estimator runs it (damping 0.5)."""
+    state = _dense.DenseMessageState(
+        S, np.asarray(0.0, dtype=S.dtype), damping=0.5, random_state=np.random.RandomState(0),
+        n_threads=1,
+    )
+    options = _run.RunOptions(damping=0.5, max_iter=max_iter, convergence_iter=15)
+    return _search.NClustersSearch(
+        state, n_clusters, options, warm=warm, max_steps=max_steps
+    ).run()
+
+
 def test_warm_and_cold_search_both_reach_the_target():
     X = blobs(300, centers=8, cluster_std=1.0, random_state=2)
     steps_by_mode = {}
@@ -163,10 +175,8 @@ def test_warm_and_cold_search_both_reach_the_target():
         S = similarity(X)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result, preference, steps = _preference.search_n_clusters(
-                S, 5, damping=0.5, max_iter=200, convergence_iter=15,
-                random_state=np.random.RandomState(0), n_threads=1, warm=warm,
-            )
+            result = search(S, 5, max_iter=200, warm=warm)
+        steps = result.search_steps
         assert len(result.cluster_centers_indices) == 5
         assert result.n_iter == sum(step.n_iter for step in steps)
         steps_by_mode[warm] = steps
@@ -237,15 +247,22 @@ def test_the_result_is_the_best_step_of_the_search(n_clusters):
 def test_shift_preference_moves_messages_by_the_change_of_their_targets(delta, float_dtype):
     S = similarity(blobs(150, centers=5, random_state=7)).astype(float_dtype)
     n = S.shape[0]
-    _engine.prepare_similarities(S, float_dtype(np.median(S)), np.random.RandomState(0))
+    median = float_dtype(np.median(S))
     # Two identical runs: one completed for the reference, one shifted with
     # its last availabilities still pending (finished in the same pass).
-    completed, state = (_engine.MessageState(S, 0.5, n_threads=2) for _ in range(2))
-    for _ in range(12):
-        completed.iterate()
-        state.iterate()
+    completed, state = (
+        _dense.DenseMessageState(S.copy(), np.asarray(median), damping=0.5,
+                                 random_state=np.random.RandomState(0), n_threads=2)
+        for _ in range(2)
+    )
+    for engine in (completed, state):
+        engine.prepare()
+        for _ in range(12):
+            engine.iterate()
     completed.complete_availability()
     assert state.availability_pending
+    # What the shift sees of the new preference, in the dtype of S.
+    delta = float(float_dtype(median + float_dtype(delta)) - median)
     R, A = completed.R.astype(np.float64), completed.A.astype(np.float64)
     # NumPy reference: column sums of Rp, then A moves by the change of
     # min(0, col_sum - Rp) off the diagonal; R's diagonal moves by delta.
@@ -257,7 +274,7 @@ def test_shift_preference_moves_messages_by_the_change_of_their_targets(delta, f
     expected_R = R.copy()
     expected_R.flat[:: n + 1] += delta
 
-    state.shift_preference(delta)
+    state.set_preference(float_dtype(median + float_dtype(delta)), shift_messages=True)
     tolerance = 1e-4 if float_dtype == np.float32 else 1e-9
     scale = np.abs(S).max()
     np.testing.assert_allclose(state.R, expected_R, rtol=0, atol=tolerance * scale)
@@ -269,10 +286,8 @@ def test_shift_preference_moves_messages_by_the_change_of_their_targets(delta, f
 def test_closest_count_with_a_warning_when_the_search_runs_out_of_steps():
     S = similarity(blobs(120, centers=4, random_state=0))
     with pytest.warns(UserWarning, match="No preference found that gives 40 clusters"):
-        result, _, steps = _preference.search_n_clusters(
-            S, 40, damping=0.5, max_iter=100, convergence_iter=15,
-            random_state=np.random.RandomState(0), n_threads=1, max_steps=1,
-        )
+        result = search(S, 40, max_iter=100, max_steps=1)
+    steps = result.search_steps
     assert len(steps) == 1
     # The one step is a fit from zero messages at the starting preference,
     # with the noise of random_state 0: bitwise scikit-learn's fit there.
@@ -374,9 +389,12 @@ def test_hierarchy_bad_input():
 def test_prepared_similarities_match_a_fresh_preparation(float_dtype):
     """set_preference gives bitwise what preparing with that preference gives."""
     S0 = similarity(blobs(50)).astype(float_dtype)
-    first = S0.copy()
-    normals = _engine.prepare_similarities(first, float_dtype(-10.0), np.random.RandomState(3))
-    _engine.set_preference(first, float_dtype(-4.5), normals)
-    second = S0.copy()
-    _engine.prepare_similarities(second, float_dtype(-4.5), np.random.RandomState(3))
-    np.testing.assert_array_equal(first, second)
+    first, second = (
+        _dense.DenseMessageState(S0.copy(), np.asarray(preference, dtype=float_dtype),
+                                 damping=0.5, random_state=np.random.RandomState(3))
+        for preference in (-10.0, -4.5)
+    )
+    first.prepare()
+    first.set_preference(float_dtype(-4.5), shift_messages=False)
+    second.prepare()
+    np.testing.assert_array_equal(first.S, second.S)

@@ -9,8 +9,8 @@ import reference_sparse_ap as reference
 from scipy import sparse
 from sklearn.metrics import adjusted_rand_score
 
-from fastap import AffinityPropagation, _engine, _graph, _sparse
-from fastap._kernels import sparse_messages
+from fastap import AffinityPropagation, _graph, _neighbors, _resources, _run, _sparse
+from fastap._kernels import sparse_graph
 from tests.conftest import CtrlC, blobs, similarity
 
 MAX_THREADS = numba.config.NUMBA_NUM_THREADS
@@ -41,8 +41,11 @@ def prepared_graph(S, preference, random_state=0):
 
 def engine_messages(graph, n_iter, damping, n_threads, parallel, monkeypatch):
     monkeypatch.setattr(_sparse, "PARALLEL_MIN_PAIRS", 0 if parallel else 10**12)
-    with _engine.numba_threads(min(n_threads, MAX_THREADS)):
-        state = _sparse.SparseMessageState(graph, damping, n_threads)
+    with _resources.numba_threads(min(n_threads, MAX_THREADS)):
+        state = _sparse.SparseMessageState(
+            graph, damping=damping, n_threads=n_threads, prepared=True
+        )
+        state.prepare()
         for _ in range(n_iter):
             state.iterate()
         state.complete_availability()
@@ -127,8 +130,8 @@ def test_column_order_int64_positions_give_the_same_column_view():
     col_indptr = np.empty(41, dtype=np.int64)
     order32 = np.empty(graph.nnz, dtype=np.int32)
     order64 = np.empty(graph.nnz, dtype=np.int64)
-    sparse_messages.column_order(graph.indptr, graph.indices, col_indptr, order32)
-    sparse_messages.column_order(graph.indptr, graph.indices, col_indptr, order64)
+    sparse_graph.column_order(graph.indptr, graph.indices, col_indptr, order32)
+    sparse_graph.column_order(graph.indptr, graph.indices, col_indptr, order64)
     np.testing.assert_array_equal(order32, order64)
     csc = graph.to_scipy().tocsc()
     np.testing.assert_array_equal(col_indptr, csc.indptr)
@@ -282,15 +285,16 @@ def test_isolated_samples_are_their_own_exemplars_without_nan():
     S[:, 39] = 0
     S = S.tocsr()
     S.eliminate_zeros()
-    out = {}
     graph = prepared_graph(S, np.median(S.data))
-    result = _sparse.run_sparse_affinity_propagation(
+    state = _sparse.SparseMessageState(
         _sparse.with_diagonal(*_sparse.canonical_csr(S), np.median(S.data)), damping=0.5,
-        max_iter=50, convergence_iter=10, random_state=np.random.RandomState(0), n_threads=1,
-        messages_out=out,
+        random_state=np.random.RandomState(0), n_threads=1,
     )
-    assert graph.nnz == out["responsibility"].size
-    assert np.all(np.isfinite(out["responsibility"])) and np.all(np.isfinite(out["availability"]))
+    options = _run.RunOptions(max_iter=50, convergence_iter=10, keep_messages=True)
+    result = _run.run(state, options)
+    R, A = result.messages
+    assert graph.nnz == R.size
+    assert np.all(np.isfinite(R)) and np.all(np.isfinite(A))
     indptr, indices, S_ref = reference.prepare_graph(S, np.median(S.data), np.random.RandomState(0))
     centers, labels, _ = reference.affinity_propagation(indptr, indices, S_ref, 0.5, 50, 10)
     np.testing.assert_array_equal(result.cluster_centers_indices, centers)
@@ -365,12 +369,10 @@ def test_options_the_sparse_fit_does_not_offer_are_errors():
         AffinityPropagation(affinity="precomputed", merge_fragments=True).fit(S)
     with pytest.raises(ValueError, match="metric applies to"):
         AffinityPropagation(affinity="precomputed", metric="cosine").fit(S)
-    with pytest.raises(ValueError, match="record_history is not supported"):
-        AffinityPropagation(affinity="precomputed", record_history=True).fit(S)
 
 
 def test_memory_error_before_allocating(monkeypatch):
-    monkeypatch.setattr(_engine, "available_memory_bytes", lambda: 10_000)
+    monkeypatch.setattr(_resources, "available_memory_bytes", lambda: 10_000)
     with pytest.raises(MemoryError, match=r"Sparse affinity propagation on 200 samples with"):
         AffinityPropagation(affinity="precomputed").fit(random_graph(200, 0.1, 12))
     with pytest.raises(MemoryError, match="stored pairs"):
@@ -437,10 +439,14 @@ def test_exemplar_hierarchy_needs_dense_similarities():
         ap.exemplar_hierarchy()
 
 
-def test_dense_only_options_are_errors_even_when_falsy():
+def test_preference_quantile_zero_is_used_not_ignored():
+    # 0.0 is falsy: it once fell back to the median silently.
     S = random_graph(30, 0.3, 3)
-    with pytest.raises(ValueError, match="preference_quantile is not supported"):
-        AffinityPropagation(affinity="precomputed", preference_quantile=0.0).fit(S)
+    ap = AffinityPropagation(affinity="precomputed", preference_quantile=0.0, random_state=0)
+    ap.fit(S)
+    off_diagonal = S.tocoo()
+    off_diagonal = off_diagonal.data[off_diagonal.row != off_diagonal.col]
+    assert ap.preference_ == off_diagonal.min()
 
 
 def test_damping_is_reported_when_the_equal_similarities_shortcut_runs():
@@ -578,8 +584,8 @@ def test_merging_fragments_recovers_the_dense_clusters():
 
 
 def test_merge_levels_through_a_sparse_level(monkeypatch):
-    monkeypatch.setattr(_sparse, "MERGE_DENSE_MAX_CLUSTERS", 20)
-    monkeypatch.setattr(_sparse, "MERGE_NEIGHBORS", 40)
+    monkeypatch.setattr(_neighbors, "MERGE_DENSE_MAX_CLUSTERS", 20)
+    monkeypatch.setattr(_neighbors, "MERGE_NEIGHBORS", 40)
     X = blobs(800, centers=5, random_state=1)
     dense = AffinityPropagation(preference=-3000.0, damping=0.9, random_state=0).fit(X)
     merged = AffinityPropagation(
@@ -598,9 +604,11 @@ def test_weighted_similarities_are_the_objective_of_moving_whole_clusters():
     indices = np.tile(np.arange(3, dtype=np.int32), 3)
     for metric in ("euclidean", "cosine"):
         Xm = X / np.linalg.norm(X, axis=1, keepdims=True) if metric == "cosine" else X
-        groups = _sparse.Groups.of_samples(Xm, labels, exemplars)
+        groups = _neighbors.Groups.of_samples(Xm, labels, exemplars)
         S = Xm @ Xm.T if metric == "cosine" else -((Xm[:, None] - Xm[None]) ** 2).sum(axis=2)
-        got = _sparse.weighted_similarities(Xm, metric, groups, indptr, indices, np.asarray(-5.0))
+        got = _neighbors.weighted_similarities(
+            Xm, metric, groups, indptr, indices, np.asarray(-5.0)
+        )
         got = got.reshape(3, 3)
         for a in range(3):
             members = np.flatnonzero(labels == a)

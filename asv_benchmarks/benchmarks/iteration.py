@@ -14,11 +14,14 @@ class Iteration(Benchmark):
     repeat = (1, 5, 30.0)
 
     def setup(self, kernel, n_samples, dtype):
-        from fastap import _engine
+        from fastap._dense import DenseMessageState
 
         rng = np.random.RandomState(0)
         self.S = -rng.rand(n_samples, n_samples).astype(dtype)
-        self.state = _engine.MessageState(self.S, 0.5, numba.get_num_threads())
+        self.state = DenseMessageState(
+            self.S, damping=0.5, n_threads=numba.get_num_threads(), prepared=True
+        )
+        self.state.prepare()
         self.state.iterate()
         self.state.iterate()
         self.factor = self.S.dtype.type(0.5)

@@ -61,13 +61,15 @@ class SparseIteration(Benchmark):
         X = blobs(n_samples)
         neighbors = _graph.kneighbors(X, 30)
         indptr, indices = _graph.symmetric_union(neighbors, with_self=True)
-        values = np.empty(indices.size)
-        _graph.kernels.negative_squared_distances(
-            np.ascontiguousarray(X), indptr, indices, values
-        )
-        values = values.astype(dtype)
+        values = _graph.pair_similarities(
+            np.ascontiguousarray(X, dtype=np.float64), "euclidean", indptr, indices
+        ).astype(dtype)
         graph = _sparse.with_diagonal(indptr, indices, values, np.median(values))
-        self.state = _sparse.SparseMessageState(graph, 0.5, numba.get_num_threads())
+        self.state = _sparse.SparseMessageState(
+            graph, damping=0.5, random_state=np.random.RandomState(0),
+            n_threads=numba.get_num_threads(),
+        )
+        self.state.prepare()
         self.state.iterate()
         self.state.iterate()
 

@@ -27,8 +27,10 @@ One pass over the rows does, for row ``i`` (as the stored engine, see
 
 1. rebuild ``R_{t-1}(i, :)`` from ``c_{t-1}``, ``z_{t-1}(i)`` and the row's
    list, finish the off-diagonal availability of iteration ``t - 1`` with
-   the damping iteration ``t - 1`` ran with, and form ``A + S``;
-2. search ``A(i, :) + S(i, :)`` (``messages._search_row``);
+   the damping iteration ``t - 1`` ran with, and take the maximum of
+   ``A + S`` per chunk of the row as it is formed;
+2. from the chunk maxima, the maximum, first arg-maximum and second
+   maximum of ``A(i, :) + S(i, :)`` (:func:`_search`);
 3. update ``z(i)``, the row's list and ``R(i, i)`` with this iteration's
    damping;
 4. rebuild ``R_t(i, :)`` (the row of ``S`` is still in cache) and add its
@@ -37,7 +39,9 @@ One pass over the rows does, for row ``i`` (as the stored engine, see
 Step 4 of row ``i`` shares one loop with step 1 of row ``i + 1``. Hot loops
 use ``c S - z`` alone; the few list columns and the diagonal are saved
 before a loop and redone after it with their exact value (each a single
-operation, bitwise what a per-element branch would give).
+operation, bitwise what a per-element branch would give). Chunks where
+``c S - z`` cannot be positive (known from each chunk's largest ``S``) skip
+step 4 and finish ``A`` in a shorter form (see :func:`_stream_rows`).
 
 The correction list
 -------------------

@@ -61,20 +61,20 @@ def negate_in_place(S):
 
 
 @serial_kernel
-def add_degeneracy_noise(S_rows, noise, epsilon, tiny_times_100):
-    """``S += (eps * S + tiny * 100) * noise`` on a block of rows, in place.
+def add_degeneracy_noise(values, noise, epsilon, tiny_times_100):
+    """``values += (eps * values + tiny * 100) * noise``, in place, on any
+    run of similarities (a block of dense rows, raveled, or the stored pairs
+    of a sparse graph).
 
     ``noise`` is float64 standard normal (as scikit-learn draws it). For
-    float32 ``S`` the coefficient is computed in float32 and the sum in
+    float32 ``values`` the coefficient is computed in float32 and the sum in
     float64, then rounded to float32: exactly what NumPy does for
     ``S += (eps * S + tiny * 100) * noise`` on a float32 ``S``.
     """
-    rows, n = S_rows.shape
-    for i in range(rows):
-        for j in range(n):
-            s = S_rows[i, j]
-            coefficient = epsilon * s + tiny_times_100
-            S_rows[i, j] = s + coefficient * noise[i, j]
+    for p in range(values.size):
+        s = values[p]
+        coefficient = epsilon * s + tiny_times_100
+        values[p] = s + coefficient * noise[p]
 
 
 @serial_kernel

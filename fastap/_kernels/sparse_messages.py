@@ -230,7 +230,9 @@ def finish_columns_parallel(
 
 
 @parallel_kernel
-def complete_availability(indptr, indices, diagonal, A, R, col_sum, damping, one_minus_damping):
+def complete_stored_availability(
+    indptr, indices, diagonal, A, R, col_sum, damping, one_minus_damping
+):
     """Finish the off-diagonal availabilities of the last iteration (rows are
     independent); brings ``A`` to the state the dense loop ends in."""
     zero = A.dtype.type(0)
@@ -243,148 +245,30 @@ def complete_availability(indptr, indices, diagonal, A, R, col_sum, damping, one
                 )
 
 
-# --------------------------------------------------------------------------
-# Graph set-up.
-# --------------------------------------------------------------------------
-
-
-@serial_kernel
-def column_order(indptr, indices, col_indptr, col_order):
-    """CSC view of a CSR graph by a stable counting sort on the column.
-
-    Fills ``col_indptr`` (n + 1,) and ``col_order`` (nnz,): the positions of
-    column ``k``'s pairs in increasing row order. O(nnz), one thread (it runs
-    once per fit).
-    """
-    n = indptr.size - 1
-    col_indptr[:] = 0
-    for p in range(indices.size):
-        col_indptr[indices[p] + 1] += 1
-    for k in range(n):
-        col_indptr[k + 1] += col_indptr[k]
-    next_slot = col_indptr[:-1].copy()
-    for i in range(n):
-        for p in range(indptr[i], indptr[i + 1]):
-            k = indices[p]
-            col_order[next_slot[k]] = p
-            next_slot[k] += 1
-
-
 @parallel_kernel
-def find_diagonal(indptr, indices, diagonal):
-    """``diagonal[i]`` = position of ``(i, i)`` in row ``i``, or -1 when the
-    row does not store it. Rows are independent."""
-    for i in prange(indptr.size - 1):
-        found = -1
-        for p in range(indptr[i], indptr[i + 1]):
-            if indices[p] == i:
-                found = p
-        diagonal[i] = found
-
-
-@parallel_kernel
-def set_diagonal(diagonal, data, preference):
-    """``data[diagonal[i]] = preference[i]``."""
-    for i in prange(diagonal.size):
-        data[diagonal[i]] = preference[i]
-
-
-@parallel_kernel
-def insert_diagonal(
-    indptr, indices, data, new_indptr, new_indices, new_data, diagonal, preference
+def shift_stored_preference(
+    indptr, indices, diagonal, A, R, col_sum, delta, finish_previous, damping, one_minus_damping
 ):
-    """Copy a sorted CSR graph into arrays with every diagonal pair present.
-
-    ``new_indptr`` is given (the row lengths with the missing diagonals
-    counted). The diagonal gets ``preference[i]`` whether it was stored or
-    not (as dense AP overwrites the diagonal); ``diagonal[i]`` receives its
-    position. Rows are independent.
-    """
-    for i in prange(indptr.size - 1):
-        out = new_indptr[i]
-        placed = False
-        for p in range(indptr[i], indptr[i + 1]):
-            k = indices[p]
-            if not placed and k >= i:
-                diagonal[i] = out
-                new_indices[out] = i
-                new_data[out] = preference[i]
-                out += 1
-                placed = True
-                if k == i:
-                    continue
-            new_indices[out] = k
-            new_data[out] = data[p]
-            out += 1
-        if not placed:
-            diagonal[i] = out
-            new_indices[out] = i
-            new_data[out] = preference[i]
-
-
-@serial_kernel
-def add_degeneracy_noise(values, noise, epsilon, tiny_times_100):
-    """``values += (eps * values + tiny * 100) * noise`` on a block of stored
-    pairs, with the dense kernel's arithmetic (see setup.add_degeneracy_noise)."""
-    for p in range(values.size):
-        s = values[p]
-        coefficient = epsilon * s + tiny_times_100
-        values[p] = s + coefficient * noise[p]
-
-
-@parallel_kernel
-def has_duplicates(indptr, indices):
-    """True when a row of a CSR graph with sorted rows stores a column twice."""
+    """Move the messages to a preference ``delta`` higher, in place: the
+    sparse form of ``messages.shift_preference`` (see there), on the stored
+    pairs, with the previous iteration's off-diagonal availabilities
+    finished first when ``finish_previous``. An isolated sample's ``R(k, k)``
+    stays 0 and its column sum infinite (see "Isolated samples")."""
     n = indptr.size - 1
-    n_tasks = min(n, 64)
-    found = np.zeros(n_tasks, dtype=np.bool_)
-    for task in prange(n_tasks):
-        for i in range(task * n // n_tasks, (task + 1) * n // n_tasks):
-            for p in range(indptr[i] + 1, indptr[i + 1]):
-                if indices[p] == indices[p - 1]:
-                    found[task] = True
-    return found.any()
-
-
-# --------------------------------------------------------------------------
-# Assignment (scikit-learn's two-step assignment, on stored pairs).
-# --------------------------------------------------------------------------
-
-
-@parallel_kernel
-def nearest_exemplar(indptr, indices, S, is_exemplar, exemplar_label, labels):
-    """``labels[i]`` = label of the most similar exemplar among row ``i``'s
-    stored pairs (first maximum in column order), or -1 when the row stores
-    no exemplar; an exemplar gets its own label. ``exemplar_label[k]`` is
-    ``k``'s label (k an exemplar)."""
-    for i in prange(indptr.size - 1):
-        if is_exemplar[i]:
-            labels[i] = exemplar_label[i]
-            continue
-        best = -1
-        best_value = S.dtype.type(-np.inf)
+    zero = A.dtype.type(0)
+    for i in prange(n):
+        d = diagonal[i]
         for p in range(indptr[i], indptr[i + 1]):
-            k = indices[p]
-            if is_exemplar[k] and (best == -1 or S[p] > best_value):
-                best = exemplar_label[k]
-                best_value = S[p]
-        labels[i] = best
-
-
-@parallel_kernel
-def within_cluster_column_sums(col_indptr, col_order, pair_rows, S, labels, cluster_sizes, out):
-    """``out[j] = sum of S(i, j) over i with labels[i] == labels[j]``, added
-    in increasing ``i`` in the dtype of ``S`` (the dense kernel's order), or
-    ``-inf`` when some member of ``j``'s cluster does not store a pair with
-    ``j`` (a missing pair is ``-inf``). ``pair_rows[p]`` is the row of
-    position ``p``. Each column is owned by one task."""
-    for j in prange(col_indptr.size - 1):
-        label = labels[j]
-        total = S.dtype.type(0)
-        members = 0
-        for q in range(col_indptr[j], col_indptr[j + 1]):
-            p = col_order[q]
-            if labels[pair_rows[p]] == label:
-                total += S[p]
-                members += 1
-        out[j] = total if members == cluster_sizes[label] else S.dtype.type(-np.inf)
+            if p == d:
+                continue
+            a = A[p]
+            if finish_previous:
+                a = _next_availability(
+                    a, R[p], col_sum[indices[p]], damping, one_minus_damping, zero
+                )
+            target = col_sum[indices[p]] - max(R[p], zero)
+            A[p] = a + (min(target + delta, zero) - min(target, zero))
+    for k in range(n):
+        if indptr[k + 1] - indptr[k] > 1:
+            R[diagonal[k]] += delta
+            col_sum[k] += delta

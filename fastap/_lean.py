@@ -1,13 +1,13 @@
-"""The lean message state: ``S`` and ``A`` stored, ``R`` rebuilt on the fly.
+"""The lean engine: ``S`` and ``A`` stored, ``R`` rebuilt on the fly.
 
-Implements the message-state protocol the run loop drives (``n_samples``,
-``dtype``, ``is_exemplar``, ``damping``, ``set_damping``, ``iterate``,
-``complete_availability``, ``set_preference``, ``reset``, ``messages``,
-``assign``, ``net_similarity``) with two N x N matrices instead of three:
-off the diagonal ``R(i, k) = c S(i, k) - z(i) + E(i, k)`` with one scalar
-``c``, one value ``z(i)`` per row and a short per-row list ``E`` (see
-``_kernels/lean_messages.py`` for the recurrence, the list's rule and its
-error bound). An iteration reads ``S`` and ``A`` and writes ``A``.
+:class:`LeanMessageState` implements the run's message-state protocol
+(``_run.MessageState``) like ``_dense.DenseMessageState``, whose set-up
+(preferences, noise, the equal-similarities test, preference range and
+quantiles), objective and assignment it shares, with two N x N matrices
+instead of three: off the diagonal ``R(i, k) = c S(i, k) - z(i) + E(i, k)``
+with one scalar ``c``, one value ``z(i)`` per row and a short per-row list
+``E`` (see ``_kernels/lean_messages.py`` for the recurrence, the list's rule
+and its error bound). An iteration reads ``S`` and ``A`` and writes ``A``.
 
 It is the float32 default; for float64 it is an explicit choice (float64
 keeps the stored-R engine, bitwise equal to scikit-learn). A warm start
@@ -18,7 +18,8 @@ lean form.
 import numba
 import numpy as np
 
-from fastap._kernels import assign, lean_messages, messages, setup
+from fastap._dense import DenseMessageState, add_degeneracy_noise
+from fastap._kernels import lean_messages, messages, setup
 
 # Below this size one thread beats two (the dense engine's float32 figure).
 PARALLEL_MIN_SAMPLES = 150
@@ -30,25 +31,13 @@ def group_rows(n_samples):
     return int(max(1, min(64, n_samples // 8)))
 
 
-class LeanMessageState:
-    """Messages of one run on ``S`` with ``R`` never stored.
+class LeanMessageState(DenseMessageState):
+    """Affinity Propagation on ``S`` and ``A`` with ``R`` never stored.
 
-    Parameters
-    ----------
-    S : ndarray (n, n), C order, float32 or float64
-        Similarities with preferences and noise on the diagonal; read only
-        here, except its diagonal in :meth:`set_preference`.
-    damping : float
-        Damping of the first iteration.
-    n_threads : int
-        Threads the caller has given Numba; the parallel pass runs when
-        there are several and ``n >= PARALLEL_MIN_SAMPLES``.
-    diagonal_normals : ndarray (n,) float64 or None
-        The standard normals drawn for the diagonal's degeneracy noise
-        (needed by :meth:`set_preference` only).
-    preference : float or ndarray (n,) or None
-        The preference on ``S``'s diagonal (the reference for the shift of
-        :meth:`set_preference`).
+    Implements ``_run.MessageState``. Parameters as
+    ``_dense.DenseMessageState``, except ``warm_messages`` (not supported:
+    use the stored engine) and ``matrices`` (only its ``A`` is used; do
+    not allocate one for this engine).
 
     Attributes
     ----------
@@ -62,16 +51,38 @@ class LeanMessageState:
         than ``lean_messages.MAX_CAPACITY`` entries).
     """
 
-    def __init__(self, S, damping, n_threads, diagonal_normals=None, preference=None):
-        n = S.shape[0]
-        self.S = S
-        self.n_samples = n
-        self.dtype = S.dtype
-        self.diagonal_normals = diagonal_normals
-        self.preference = preference
+    def __init__(self, S, preference=None, *, damping, random_state=None, n_threads=1,
+                 matrices=None, warm_messages=None, preference_offset=None, prepared=False):
+        if warm_messages is not None:
+            raise ValueError(
+                "The lean engine cannot continue from stored messages (R has no lean form); "
+                "use the stored engine for a warm start."
+            )
+        super().__init__(
+            S, preference, damping=damping, random_state=random_state, n_threads=n_threads,
+            matrices=matrices, preference_offset=preference_offset, prepared=prepared,
+        )
+
+    # -- set-up -------------------------------------------------------------
+
+    def prepare(self):
+        S = self.S
+        n = self.n_samples
+        if not self._prepared:
+            S.flat[:: n + 1] = self.preference
+            self.diagonal_normals = add_degeneracy_noise(S, self.random_state)
+        if self._matrices is not None:
+            _, self.A = self._matrices.ready()  # R is dropped here
+        else:
+            self.A = np.empty((n, n), dtype=S.dtype)
+        self._matrices = None
+        self.R = None
+        self.parallel = self.n_threads > 1 and n >= PARALLEL_MIN_SAMPLES
+        # Scratch rows are indexed by numba.get_thread_id(), which ranges
+        # over the whole pool, not only the threads currently in use.
+        self._n_scratch = numba.config.NUMBA_NUM_THREADS if self.parallel else 1
         # Zeroed by rows in parallel: the pages are mapped by the threads
         # that will use them (first touch).
-        self.A = np.empty((n, n), dtype=S.dtype)
         lean_messages.zero_rows(self.A)
         self.col_sum = np.zeros(n, dtype=S.dtype)
         self.col_sum_acc = np.zeros(n, dtype=np.float64)
@@ -79,17 +90,19 @@ class LeanMessageState:
         self.row_offset = np.zeros(n, dtype=np.float64)
         self.correction_count = np.zeros(n, dtype=np.int64)
         self.evicted = np.zeros(n, dtype=np.float64)
-        self.parallel = n_threads > 1 and n >= PARALLEL_MIN_SAMPLES
-        # Scratch rows are indexed by numba.get_thread_id(), which ranges
-        # over the whole pool, not only the threads currently in use.
-        self._n_scratch = numba.config.NUMBA_NUM_THREADS if self.parallel else 1
+        self.correction_columns = None
         self._allocate_corrections(lean_messages.INITIAL_CAPACITY)
         self.chunk_values = np.empty(
             (self._n_scratch, lean_messages.SEARCH_CHUNK), dtype=S.dtype
         )
-        key_dtype = np.int32 if S.dtype == np.float32 else np.int64
+        key_dtype = np.dtype(np.int32 if S.dtype == np.float32 else np.int64)
         n_chunks = lean_messages.search_chunks(n)
-        self.chunk_top = np.empty((self._n_scratch, n_chunks), dtype=key_dtype)
+        # Each thread's row padded to whole 64-byte cache lines: threads
+        # writing neighbouring rows would otherwise share lines.
+        per_line = 64 // key_dtype.itemsize
+        self.chunk_top = np.empty(
+            (self._n_scratch, -(-n_chunks // per_line) * per_line), dtype=key_dtype
+        )
         # Off-diagonal maxima of S per search chunk: where c max(S) - z is
         # not positive the pass skips step 4 and takes a cheaper step 1.
         self.chunk_max = np.empty((n, n_chunks), dtype=S.dtype)
@@ -98,18 +111,16 @@ class LeanMessageState:
         self.group_rows = group_rows(n)
         self.group_sums = np.empty((-(-n // self.group_rows), n), dtype=np.float64)
         self._resolution = float(np.finfo(S.dtype).eps) / 2
-        self.is_exemplar = np.zeros(n, dtype=bool)
-        self.set_damping(damping)
         self.reset()
 
-    # -- the protocol ----------------------------------------------------
+    # -- iterations ---------------------------------------------------------
 
     def set_damping(self, damping):
-        """Use ``damping`` from the next iteration on."""
         self.damping = float(damping)
+        if not self.availability_pending:
+            self.last_damping = self.damping
 
     def reset(self):
-        """Zero messages and no exemplars, as at the start."""
         self.A.fill(0)
         self.col_sum.fill(0)
         self.col_sum_acc.fill(0)
@@ -117,25 +128,22 @@ class LeanMessageState:
         self.row_offset.fill(0)
         self.correction_count.fill(0)
         self.evicted.fill(0)
-        self.is_exemplar.fill(False)
+        self.is_exemplar[:] = False
         self.scale = 0.0  # c
-        # Damping the last iteration ran with: its availabilities are
-        # finished at the start of the next pass with it.
-        self.previous_damping = self.damping
         self.availability_pending = False
-        self.n_iter = 0
+        self.last_damping = self.damping
 
     def iterate(self):
-        """Run one iteration; return ``(n_exemplars, n_changed)``."""
         dtype = self.dtype.type
         damping = self.damping
         one_minus_damping = 1 - damping
         scale = damping * self.scale + one_minus_damping
-        previous = (self.scale, self.previous_damping, 1 - self.previous_damping)
+        # The last iteration's availabilities are finished with its damping.
+        previous = (self.scale, self.last_damping, 1 - self.last_damping)
         current = (scale, damping, one_minus_damping)
         if self.availability_pending:
             lean_messages.cold_availability_terms(
-                self.col_sum, dtype(1 - self.previous_damping), self.cold_terms
+                self.col_sum, dtype(1 - self.last_damping), self.cold_terms
             )
         arguments = (
             self.S, self.A, self.col_sum, self.group_sums, self.R_diagonal, self.row_offset,
@@ -151,9 +159,8 @@ class LeanMessageState:
             lean_messages.update_messages_serial(*arguments)
         messages.add_group_sums(self.group_sums, self.col_sum_acc)
         self.scale = scale
-        self.previous_damping = damping
+        self.last_damping = damping
         self.availability_pending = True
-        self.n_iter += 1
         result = lean_messages.finish_iteration(
             self.A, self.R_diagonal, self.col_sum, self.col_sum_acc, dtype(damping),
             dtype(one_minus_damping), self.is_exemplar,
@@ -162,43 +169,46 @@ class LeanMessageState:
         return result
 
     def complete_availability(self):
-        """Bring ``A`` off the diagonal to the end of the last iteration."""
         if self.availability_pending:
             dtype = self.dtype.type
             lean_messages.complete_availability(
                 self.S, self.A, self.col_sum, self.row_offset, self.correction_columns,
                 self.correction_values, self.correction_count, dtype(self.scale),
-                dtype(self.previous_damping), dtype(1 - self.previous_damping),
+                dtype(self.last_damping), dtype(1 - self.last_damping),
             )
             self.availability_pending = False
 
     def set_preference(self, preference, *, shift_messages):
-        """Put ``preference`` and its noise on ``S``'s diagonal, bitwise as a
-        fresh set-up with it would; with ``shift_messages`` carry ``R`` and
-        ``A`` over to it (in one pass that also completes ``A``)."""
+        """See ``_run.MessageState``. The off-diagonal ``R`` does not read
+        ``S``'s diagonal, so only ``R``'s diagonal, the column sums and ``A``
+        move (``lean_messages.shift_preference``, which also completes ``A``)."""
         dtype = self.dtype.type
-        n = self.n_samples
         S = self.S
-        S.flat[:: n + 1] = preference
-        info = np.finfo(self.dtype)
+        n = self.n_samples
+        diagonal = preference if self.preference_offset is None else (
+            preference + self.preference_offset
+        )
+        S.flat[:: n + 1] = diagonal
+        info = np.finfo(S.dtype)
         setup.add_diagonal_noise(S, self.diagonal_normals, info.eps, info.tiny * 100)
+        self._objective.invalidate()
         if shift_messages:
-            delta = (
-                np.broadcast_to(np.asarray(preference, dtype=self.dtype), (n,))
-                - np.broadcast_to(np.asarray(self.preference, dtype=self.dtype), (n,))
-            ).astype(self.dtype)
+            delta = np.full(n, dtype(preference) - dtype(self._scalar_preference), dtype=S.dtype)
             lean_messages.shift_preference(
                 S, self.A, self.col_sum, self.R_diagonal, self.row_offset,
                 self.correction_columns, self.correction_values, self.correction_count, delta,
-                self.availability_pending, dtype(self.scale), dtype(self.previous_damping),
-                dtype(1 - self.previous_damping),
+                self.availability_pending, dtype(self.scale), dtype(self.last_damping),
+                dtype(1 - self.last_damping),
             )
             self.availability_pending = False
-        self.preference = preference
+        self._scalar_preference = preference
+        self.preference = np.asarray(diagonal, dtype=S.dtype)
+
+    # -- results ------------------------------------------------------------
 
     def messages(self):
-        """``(R, A)`` completed to the end of the last iteration; ``R`` is
-        materialised into a new N x N array."""
+        """``(R, A)`` completed to the last iteration; ``R`` is materialised
+        into a new N x N array (the only time this engine holds three)."""
         self.complete_availability()
         return self.responsibility(), self.A
 
@@ -211,26 +221,12 @@ class LeanMessageState:
         )
         return R
 
-    def assign(self):
-        """``(cluster_centers_indices, labels)``: scikit-learn's refinement on
-        ``S`` from the exemplar flags."""
-        return assign_clusters(self.S, self.is_exemplar)
+    def release(self):
+        self.A = self.R = None
+        self.chunk_values = self.chunk_top = self.group_sums = self.chunk_max = None
+        self.correction_columns = self.correction_values = self._saved = None
 
-    def net_similarity(self):
-        """Frey & Dueck's objective for the current exemplars (NaN if none)."""
-        exemplars = np.flatnonzero(self.is_exemplar)
-        if exemplars.size == 0:
-            return np.nan
-        n = self.n_samples
-        best_value = np.empty(n, dtype=np.float64)
-        best_index = np.full(n, -1, dtype=np.intp)
-        none = np.empty(0, dtype=np.intp)
-        assign.update_best_exemplar_similarity(
-            self.S, exemplars, np.zeros(n, dtype=bool), none, best_value, best_index, True
-        )
-        return assign.net_similarity(self.S, self.is_exemplar, best_value)
-
-    # -- the correction lists --------------------------------------------
+    # -- the correction lists -----------------------------------------------
 
     @property
     def capacity(self):
@@ -241,7 +237,7 @@ class LeanMessageState:
         n = self.n_samples
         columns = np.zeros((n, capacity), dtype=np.int32)
         values = np.zeros((n, capacity), dtype=np.float64)
-        if hasattr(self, "correction_columns"):
+        if self.correction_columns is not None:
             old = self.capacity
             columns[:, :old] = self.correction_columns
             values[:, :old] = self.correction_values
@@ -256,23 +252,3 @@ class LeanMessageState:
         capacity = self.capacity
         if capacity < lean_messages.MAX_CAPACITY and self.correction_count.max() >= capacity:
             self._allocate_corrections(min(2 * capacity, lean_messages.MAX_CAPACITY))
-
-
-def assign_clusters(S, is_exemplar):
-    """Exemplar flags -> ``(cluster_centers_indices, labels)``, as scikit-learn."""
-    n = S.shape[0]
-    exemplars = np.flatnonzero(is_exemplar)
-    if exemplars.size == 0:
-        return np.array([], dtype=np.intp), np.full(n, -1, dtype=np.intp)
-    labels = np.empty(n, dtype=np.intp)
-    column_sums = np.empty(n, dtype=S.dtype)
-    assign.nearest_exemplar(S, exemplars, labels)
-    assign.within_cluster_column_sums(S, labels, column_sums)
-    # First member with the largest within-cluster column sum (np.argmax).
-    order = np.lexsort((np.arange(n), -column_sums, labels))
-    first_of_cluster = np.r_[True, labels[order[1:]] != labels[order[:-1]]]
-    exemplars = order[first_of_cluster]
-    assign.nearest_exemplar(S, exemplars, labels)
-    labels = exemplars[labels]
-    cluster_centers_indices = np.unique(labels)
-    return cluster_centers_indices, np.searchsorted(cluster_centers_indices, labels)

@@ -24,6 +24,13 @@ def parallel_from_two_samples(monkeypatch):
     monkeypatch.setattr(_lean, "PARALLEL_MIN_SAMPLES", 2)
 
 
+def lean_state(S, damping, n_threads=1):
+    """A lean state on a prepared ``S`` (preferences and noise in place)."""
+    state = _lean.LeanMessageState(S, damping=damping, n_threads=n_threads, prepared=True)
+    state.prepare()
+    return state
+
+
 def prepared(n_samples, dtype, centers=4, random_state=3, preference=None):
     S = similarity(blobs(n_samples, centers=centers, random_state=random_state)).astype(dtype)
     preference = np.median(S) if preference is None else preference
@@ -75,7 +82,7 @@ def run_lean(S, schedule, n_threads=1):
     previous = numba.get_num_threads()
     numba.set_num_threads(with_threads)
     try:
-        state = _lean.LeanMessageState(S.copy(), schedule[0], with_threads)
+        state = lean_state(S.copy(), schedule[0], with_threads)
         assert state.parallel == (with_threads > 1)
         for t, damping in enumerate(schedule):
             if t > 0 and damping != schedule[t - 1]:
@@ -199,25 +206,35 @@ def test_full_list_evicts_its_smallest_entry():
     assert count[0] == 1 and columns[0] == 5 and values[0] == 1.5
 
 
+def unprepared_state(n_samples, dtype, preference, random_state=4):
+    """A lean state as the run gets it: raw similarities and a preference;
+    :meth:`prepare` adds the noise (its diagonal normals kept)."""
+    S = similarity(blobs(n_samples, centers=4, random_state=random_state)).astype(dtype)
+    state = _lean.LeanMessageState(
+        S, np.asarray(preference, dtype=dtype), damping=0.5,
+        random_state=np.random.RandomState(1), n_threads=1,
+    )
+    state.prepare()
+    return state
+
+
 def test_set_preference_shift_matches_stored_shift():
     # The warm step of the n_clusters search: shift R and A to the new
     # preference, as the stored engine's shift does (NumPy, from its docstring).
-    S = prepared(150, np.float64, centers=4, random_state=4)
+    preference = -40.0
+    state = unprepared_state(150, np.float64, preference)
+    S = state.S
     n = S.shape[0]
-    preference = float(np.median(S))
-    normals = np.random.RandomState(1).standard_normal(n)
-    info = np.finfo(S.dtype)
-    S.flat[:: n + 1] = preference
-    S.flat[:: n + 1] += (info.eps * np.diag(S) + info.tiny * 100) * normals
-    schedule = [0.5] * 12
-    state = _lean.LeanMessageState(S.copy(), 0.5, 1, normals, preference)
-    for _ in schedule:
+    for _ in range(12):
         state.iterate()
     R_before, A_before = state.messages()
-    new_preference = preference * 1.5
-    state = _lean.LeanMessageState(S.copy(), 0.5, 1, normals, preference)
-    for _ in schedule:
+    R_before = R_before.copy()
+    A_before = A_before.copy()
+    # The same run again, then the shift.
+    state = unprepared_state(150, np.float64, preference)
+    for _ in range(12):
         state.iterate()
+    new_preference = preference * 1.5
     state.set_preference(new_preference, shift_messages=True)
     R, A = state.messages()
     delta = new_preference - preference
@@ -233,33 +250,64 @@ def test_set_preference_shift_matches_stored_shift():
     np.testing.assert_allclose(R, R_expected, atol=1e-12 * scale, rtol=0)
     np.testing.assert_allclose(A, A_expected, atol=1e-12 * scale, rtol=0)
     # The diagonal of S is what a fresh set-up with the new preference gives.
-    fresh = S.copy()
-    fresh.flat[:: n + 1] = new_preference
-    fresh.flat[:: n + 1] += (info.eps * np.diag(fresh) + info.tiny * 100) * normals
-    np.testing.assert_array_equal(state.S, fresh)
+    fresh = unprepared_state(150, np.float64, new_preference)
+    np.testing.assert_array_equal(state.S, fresh.S)
 
 
 def test_set_preference_without_shift_leaves_messages():
-    S = prepared(100, np.float32)
-    n = S.shape[0]
-    normals = np.zeros(n)
-    state = _lean.LeanMessageState(S.copy(), 0.5, 1, normals, 0.0)
+    state = unprepared_state(100, np.float32, -20.0)
+    n = state.n_samples
     for _ in range(5):
         state.iterate()
-    R_before, A_before = state.messages()
+    R_before, A_before = (m.copy() for m in state.messages())
     state.set_preference(-3.0, shift_messages=False)
     R, A = state.messages()
     off = ~np.eye(n, dtype=bool)
     np.testing.assert_array_equal(R[off], R_before[off])
     np.testing.assert_array_equal(np.diag(R), np.diag(R_before))
     np.testing.assert_array_equal(A, A_before)
-    np.testing.assert_array_equal(np.diag(state.S), np.full(n, -3.0, dtype=np.float32))
+    assert np.all(np.abs(np.diag(state.S) + 3.0) < 1e-5)
+
+
+def test_warm_messages_are_refused():
+    S = prepared(50, np.float32)
+    with pytest.raises(ValueError, match="stored engine"):
+        _lean.LeanMessageState(
+            S, damping=0.5, prepared=True, warm_messages=(np.zeros_like(S), np.zeros_like(S))
+        )
+
+
+def test_runs_through_the_run_loop_like_the_dense_engine():
+    # fastap._run.run drives the lean state as any other: on well-separated
+    # float32 blobs the clusters are the stored engine's.
+    from fastap import _run
+    from fastap._dense import DenseMessageState
+
+    X = blobs(400, centers=5, random_state=2, dtype=np.float32)
+    S = similarity(X).astype(np.float32)
+    preference = np.asarray(np.median(S), dtype=np.float32)
+    options = _run.RunOptions(damping=0.5, keep_messages=True, record_history=True)
+    results = {}
+    for name, cls in (("stored", DenseMessageState), ("lean", _lean.LeanMessageState)):
+        state = cls(S.copy(), preference, damping=0.5, random_state=np.random.RandomState(0),
+                    n_threads=2)
+        results[name] = _run.run(state, options)
+    stored, lean = results["stored"], results["lean"]
+    np.testing.assert_array_equal(lean.labels, stored.labels)
+    np.testing.assert_array_equal(lean.cluster_centers_indices, stored.cluster_centers_indices)
+    assert lean.converged and lean.n_iter == stored.n_iter
+    assert lean.messages[0].shape == (400, 400)
+    np.testing.assert_allclose(
+        lean.history["net_similarity"], stored.history["net_similarity"], rtol=1e-5
+    )
+    np.testing.assert_array_equal(np.isnan(lean.membership_confidence),
+                                  np.isnan(stored.membership_confidence))
 
 
 def test_reset_runs_as_fresh(float_dtype):
     S = prepared(120, float_dtype)
     fresh = run_lean(S, [0.5] * 9, 1)
-    state = _lean.LeanMessageState(S.copy(), 0.7, 1)
+    state = lean_state(S.copy(), 0.7, 1)
     for _ in range(13):
         state.iterate()
     state.set_damping(0.5)
@@ -276,7 +324,7 @@ def test_messages_do_not_change_the_state():
     # Materialising R and completing A mid-run: the run goes on as if not.
     S = prepared(110, np.float64)
     straight = run_lean(S, [0.5] * 10, 1)
-    state = _lean.LeanMessageState(S.copy(), 0.5, 1)
+    state = lean_state(S.copy(), 0.5, 1)
     for t in range(10):
         state.iterate()
         if t in (3, 6):
@@ -291,7 +339,7 @@ def test_messages_do_not_change_the_state():
 
 def test_assign_and_net_similarity_match_numpy():
     S = prepared(200, np.float64, centers=5, random_state=6)
-    state = _lean.LeanMessageState(S.copy(), 0.5, 1)
+    state = lean_state(S.copy(), 0.5, 1)
     for _ in range(60):
         state.iterate()
     exemplars = np.flatnonzero(state.is_exemplar)
@@ -305,7 +353,7 @@ def test_assign_and_net_similarity_match_numpy():
         refined[k] = members[np.argmax(np.sum(S[np.ix_(members, members)], axis=0))]
     labels = np.argmax(S[:, refined], axis=1)
     labels[refined] = np.arange(refined.size)
-    centers, got_labels = state.assign()
+    centers, got_labels = state.assign(state.is_exemplar)
     np.testing.assert_array_equal(centers, np.unique(refined[labels]))
     np.testing.assert_array_equal(centers[got_labels], refined[labels])
     # Net similarity: best similarity to an exemplar, exemplars their preference.
@@ -320,8 +368,8 @@ def test_skipping_chunks_without_positive_responsibility_is_exact(float_dtype, n
     # short form of step 1: bitwise what the full formulas give (+inf chunk
     # maxima make every chunk take them).
     S = prepared(700, float_dtype, centers=6, random_state=8)
-    skipped = _lean.LeanMessageState(S.copy(), 0.5, n_threads)
-    full = _lean.LeanMessageState(S.copy(), 0.5, n_threads)
+    skipped = lean_state(S.copy(), 0.5, n_threads)
+    full = lean_state(S.copy(), 0.5, n_threads)
     full.chunk_max[:] = np.inf
     for t, damping in enumerate(SCHEDULE * 3):
         for state in (skipped, full):

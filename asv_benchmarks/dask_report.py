@@ -164,7 +164,7 @@ def _measure_distributed(client, n, dtype, iterations):
         ])
         similarities_s = time.perf_counter() - started
         started = time.perf_counter()
-        preference = np.asarray(median_of_blocks(blocks, n, dtype))
+        preference = np.asarray(median_of_blocks(blocks, bounds, dtype))
         median_s = time.perf_counter() - started
         place_preference(blocks, bounds, preference, dtype)
         state = BlockMessageState(blocks, bounds, dtype, preference, 0.9, counter_noise_seed(0))

@@ -179,8 +179,10 @@ def test_set_preference_and_reset_equal_a_fresh_set_up():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n", [1, 2, 9, 40, 257])
+@pytest.mark.parametrize("n", [1, 2, 9, 40, 257, 601])
 def test_median_of_blocks_is_numpys(dtype, n):
+    """Small n: radix selection over the whole blocks; n = 601: over the
+    windows a sample brackets (then also with the bracket forced to miss)."""
     rng = np.random.default_rng(n)
     S = rng.normal(size=(n, n)).astype(dtype)
     S[: n // 2, : n // 3] = S[0, 0]  # heavy ties
@@ -189,10 +191,27 @@ def test_median_of_blocks_is_numpys(dtype, n):
     blocks = LocalBlocks(RowBlock(n, a, b, dtype) for a, b in zip(bounds[:-1], bounds[1:]))
     for p, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         blocks.call(p, "set_similarities", S[a:b])
-    median = median_of_blocks(blocks, n, dtype)
+    searched = []  # the "window" flag of each histogram round
+    call = blocks.call
+
+    def recording_call(p, method, *args):
+        if method == "digit_histogram":
+            searched.append(args[-1])
+        return call(p, method, *args)
+
+    blocks.call = recording_call
+    median = median_of_blocks(blocks, bounds, dtype)
     assert median.dtype == dtype
     assert median == dtype(np.median(S))
     assert median == setup.median_of_matrix(S, n_tasks=2)
+    assert set(searched) == {n > 600}
+    if n > 600:
+        # A bracket far from the median: the whole blocks are searched instead.
+        for block in blocks.blocks:
+            block.median_sample = lambda size, seed, S=block.S: np.sort(S.ravel())[:size]
+        searched.clear()
+        assert median_of_blocks(blocks, bounds, dtype) == median
+        assert set(searched) == {False}
 
 
 def test_block_is_refused_before_allocating_beyond_the_memory_limit():

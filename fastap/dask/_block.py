@@ -11,7 +11,7 @@ coordination (order of the column sums, convergence) is
 
 import numpy as np
 
-from fastap._dense import _group_rows
+from fastap._dense import group_rows_of
 from fastap._kernels import block_messages, messages, noise, setup
 from fastap._resources import numba_threads
 from fastap._kernels._order import bits_view
@@ -63,6 +63,7 @@ class RowBlock:
                 "workers with more memory, or float32 input."
             )
         self.S = None
+        self._window = None
         self.R = np.zeros((n_rows, self.n_samples), dtype=self.dtype)
         self.A = np.zeros((n_rows, self.n_samples), dtype=self.dtype)
         self.col_sum = np.zeros(self.n_samples, dtype=self.dtype)
@@ -87,7 +88,7 @@ class RowBlock:
         """
         n, first, last = self.n_samples, self.first_row, self.last_row
         n_rows = last - first
-        self.group_rows = _group_rows(n) if self.dtype == np.float32 else 0
+        self.group_rows = group_rows_of(n) if self.dtype == np.float32 else 0
         self.lead_rows = 0
         self.lead_completes = False
         self.groups = []  # (sum row, complete in this block)
@@ -175,14 +176,52 @@ class RowBlock:
         self.S = S
         return True
 
-    def digit_histogram(self, prefix, shift):
-        """16-bit digit histogram of the block's keys (radix selection)."""
-        with numba_threads(self.n_threads):
-            return setup._digit_histogram(bits_view(self.S), prefix, shift, self.n_threads)
+    # Exact median (see _state.median_of_blocks): a sample brackets it, one
+    # pass keeps the entries inside the bracket here (the window), and radix
+    # selection runs over the windows; over the whole block when it misses.
 
-    def count_not_above_and_next(self, key):
+    def median_sample(self, size, seed):
+        """``size`` entries of the block drawn with a fixed-seed generator."""
+        flat = self.S.reshape(-1)
+        picks = np.random.default_rng([seed, self.first_row]).integers(0, flat.size, size)
+        return flat[picks]
+
+    def gather_window(self, low, high):
+        """Count the entries below ``low`` and keep those in ``[low, high]``.
+
+        Returns ``(n_below, n_inside)``, ``n_inside`` None when the window
+        would hold more than 5% of the block (then nothing is kept).
+        """
+        n_tasks = self.n_threads
+        capacity = max(1, int(0.05 * self.S.size / n_tasks) + 1)
+        window_values = np.empty((n_tasks, capacity), dtype=self.dtype)
+        with numba_threads(self.n_threads):
+            below, inside = setup._count_below_and_gather_window(
+                self.S, self.dtype.type(low), self.dtype.type(high), window_values
+            )
+        if inside.max() >= capacity:
+            self._window = None
+            return int(below.sum()), None
+        self._window = np.concatenate(
+            [window_values[t, : inside[t]] for t in range(n_tasks)]
+        ).reshape(1, -1)
+        return int(below.sum()), int(inside.sum())
+
+    def drop_window(self):
+        self._window = None
+        return True
+
+    def _keys_of(self, window):
+        return bits_view(self._window if window else self.S)
+
+    def digit_histogram(self, prefix, shift, window=False):
+        """16-bit digit histogram of the block's keys (or its window's)."""
+        with numba_threads(self.n_threads):
+            return setup._digit_histogram(self._keys_of(window), prefix, shift, self.n_threads)
+
+    def count_not_above_and_next(self, key, window=False):
         """Number of keys <= ``key`` and the smallest key above it."""
-        bits = bits_view(self.S)
+        bits = self._keys_of(window)
         with numba_threads(self.n_threads):
             return setup._count_not_above_and_next(bits, bits.dtype.type(key), self.n_threads)
 

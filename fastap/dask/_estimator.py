@@ -219,7 +219,7 @@ damping_, cluster_centers_, n_features_in_, history_
         blocks, bounds, dtype, X_features = self._start(client, X)
         try:
             n_samples = int(bounds[-1])
-            preference = self._preference_on(blocks, n_samples, dtype)
+            preference = self._preference_on(blocks, bounds, dtype)
             place_preference(blocks, bounds, preference, dtype)
             state = BlockMessageState(
                 blocks, bounds, dtype, preference, 0.5 if self.damping == "auto" else self.damping,
@@ -317,10 +317,10 @@ damping_, cluster_centers_, n_features_in_, history_
         )
         return blocks, bounds, dtype, None
 
-    def _preference_on(self, blocks, n_samples, dtype):
+    def _preference_on(self, blocks, bounds, dtype):
         if self.preference is None:
-            return np.asarray(median_of_blocks(blocks, n_samples, dtype))
-        return validated_preference(self.preference, n_samples, dtype)
+            return np.asarray(median_of_blocks(blocks, bounds, dtype))
+        return validated_preference(self.preference, int(bounds[-1]), dtype)
 
     def exemplar_hierarchy(self, self_similarity=None):
         raise NotImplementedError(

@@ -70,6 +70,20 @@ def test_messages_match_reference_float64_bitwise(
 
 
 @pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_messages_match_reference_on_rows_of_several_search_chunks(parallel, monkeypatch):
+    # The row search keeps one maximum per chunk of 256 columns: rows of 600
+    # have three chunks, and the first and second maxima may lie in any.
+    X = blobs(600, centers=6, random_state=11)
+    S = similarity(X)
+    preference = np.median(S)
+    R, A, flags, _ = engine_messages(S, preference, 3, 0.7, 2, parallel, 1 << 18, monkeypatch)
+    R_ref, A_ref, flags_ref, _ = reference_messages(S, preference, 3, 0.7, np.float64)
+    np.testing.assert_array_equal(R, R_ref)
+    np.testing.assert_array_equal(A, A_ref)
+    np.testing.assert_array_equal(flags, flags_ref)
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
 def test_messages_float32_close_to_float64_reference(parallel, monkeypatch):
     X = blobs(120, centers=3, random_state=1)
     S = similarity(X)

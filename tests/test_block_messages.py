@@ -225,3 +225,56 @@ def test_the_callers_similarities_are_not_modified():
     state = _stand_in(S_raw, _uneven_bounds(30, 2), np.median(S_raw), 0.5)
     state.iterate()
     assert np.array_equal(S_raw, before)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_whole_runs_through_the_run_loop_equal_the_dense_engine(dtype):
+    """``_run.run`` drives both states: adaptive damping (raised three times on
+    points around a circle, which oscillate), history, clusters."""
+    from fastap import _run
+
+    n = 180
+    angles = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    circle = np.c_[np.cos(angles), np.sin(angles)]
+    S_raw = reference_ap.negative_squared_euclidean(circle).astype(dtype)
+    preference = np.asarray(np.quantile(S_raw, 0.1), dtype=dtype)
+    options = _run.RunOptions(
+        damping=0.5, adaptive_damping=True, max_iter=400, record_history=True
+    )
+    bounds = _uneven_bounds(n, 3)
+    blocks = LocalBlocks(RowBlock(n, a, b, dtype) for a, b in zip(bounds[:-1], bounds[1:]))
+    for p, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        blocks.call(p, "set_similarities", S_raw[a:b])
+    place_preference(blocks, bounds, preference, dtype)
+    state = BlockMessageState(blocks, bounds, dtype, preference, 0.5, SEED)
+    result = _run.run(state, options)
+    dense = _dense.DenseMessageState(
+        S_raw.copy(), preference, damping=0.5, random_state=_CounterNormals(SEED), n_threads=2
+    )
+    expected = _run.run(dense, options)
+    assert expected.converged and result.converged
+    assert len(np.unique(expected.history["damping"])) > 2  # the damping did change
+    assert result.n_iter == expected.n_iter
+    assert np.array_equal(result.labels, expected.labels)
+    assert np.array_equal(result.cluster_centers_indices, expected.cluster_centers_indices)
+    assert result.damping == expected.damping
+    for name, values in expected.history.items():
+        np.testing.assert_array_equal(result.history[name], values, err_msg=name)
+
+
+def test_equal_similarities_take_the_run_loops_shortcut():
+    from fastap import _run
+
+    n = 12
+    S_raw = np.full((n, n), -3.0)
+    bounds = _uneven_bounds(n, 3)
+    for preference, expected_clusters in ((-1.0, n), (-5.0, 1)):
+        blocks = LocalBlocks(RowBlock(n, a, b, np.float64) for a, b in zip(bounds[:-1], bounds[1:]))
+        for p, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            blocks.call(p, "set_similarities", S_raw[a:b])
+        place_preference(blocks, bounds, preference, np.float64)
+        state = BlockMessageState(blocks, bounds, np.float64, np.asarray(preference), 0.5, SEED)
+        with pytest.warns(UserWarning, match="mutually equal similarities"):
+            result = _run.run(state, _run.RunOptions())
+        assert result.n_iter == 0
+        assert result.cluster_centers_indices.size == expected_clusters

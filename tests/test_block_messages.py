@@ -19,6 +19,7 @@ from fastap.dask._state import (
     LocalBlocks,
     even_bounds,
     median_of_blocks,
+    off_diagonal_quantile_of_blocks,
     place_preference,
 )
 
@@ -212,6 +213,24 @@ def test_median_of_blocks_is_numpys(dtype, n):
         searched.clear()
         assert median_of_blocks(blocks, bounds, dtype) == median
         assert set(searched) == {False}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("q", [0.0, 0.1, 0.5, 0.73, 1.0])
+def test_off_diagonal_quantile_of_blocks_is_the_single_machines(dtype, q):
+    n = 50
+    rng = np.random.default_rng(3)
+    S = rng.normal(size=(n, n)).astype(dtype)
+    S[:20, :10] = S[0, 0]  # ties
+    S[np.diag_indices(n)] = 5.0  # above everything: must not count
+    bounds = _uneven_bounds(n, 3)
+    blocks = LocalBlocks(RowBlock(n, a, b, dtype) for a, b in zip(bounds[:-1], bounds[1:]))
+    for p, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        blocks.call(p, "set_similarities", S[a:b])
+    value = off_diagonal_quantile_of_blocks(blocks, bounds, dtype, q)
+    assert value.dtype == dtype
+    assert value == setup.off_diagonal_quantile(S, q, 2)
+    assert value == dtype(np.quantile(S[~np.eye(n, dtype=bool)], q))
 
 
 def test_block_is_refused_before_allocating_beyond_the_memory_limit():

@@ -61,9 +61,10 @@ class _CounterNormals:
         return out
 
 
-def _single_machine(S, random_state, **options):
+def _single_machine(S, random_state, preference=None, **options):
     """The dense engine with the counter noise, through the same run loop."""
-    preference = np.asarray(setup.median_of_matrix(S, n_tasks=2))
+    if preference is None:
+        preference = np.asarray(setup.median_of_matrix(S, n_tasks=2))
     state = _dense.DenseMessageState(
         S, preference, damping=options.get("damping", 0.5),
         random_state=_CounterNormals(noise.counter_noise_seed(random_state)), n_threads=1,
@@ -156,6 +157,18 @@ def test_history_and_adaptive_damping(client):
 
 
 @pytest.mark.timeout(120)
+def test_preference_quantile(client):
+    X = _blobs(150, random_state=6)
+    fitted = AffinityPropagation(preference_quantile=0.05, random_state=0, client=client).fit(X)
+    S = negative_squared_euclidean(X, np.dtype(np.float64))
+    preference = np.asarray(setup.off_diagonal_quantile(S, 0.05, 2))
+    expected = _single_machine(S, 0, preference=preference)
+    assert fitted.preference_ == preference
+    assert np.array_equal(fitted.labels_, expected.labels)
+    assert fitted.n_iter_ == expected.n_iter
+
+
+@pytest.mark.timeout(120)
 def test_concurrent_fits_do_not_disturb_each_other(client):
     data = [_blobs(180, random_state=s) for s in (11, 12)]
     alone = [AffinityPropagation(random_state=0, client=client).fit(X).labels_ for X in data]
@@ -179,8 +192,7 @@ def test_clear_errors(client):
     X = _blobs(40)
     with pytest.raises(ValueError, match="cannot be drawn block by block"):
         AffinityPropagation(noise="sklearn", client=client).fit(X)
-    for name, value in (("n_clusters", 3), ("keep_messages", True), ("warm_start", True),
-                        ("preference_quantile", 0.5)):
+    for name, value in (("n_clusters", 3), ("keep_messages", True), ("warm_start", True)):
         with pytest.raises(ValueError, match=f"{name}=.* is not available"):
             AffinityPropagation(client=client, **{name: value}).fit(X)
     # A block too large for its worker is refused before it is allocated.

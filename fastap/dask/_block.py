@@ -225,6 +225,11 @@ class RowBlock:
         with numba_threads(self.n_threads):
             return setup._count_not_above_and_next(bits, bits.dtype.type(key), self.n_threads)
 
+    def diagonal(self):
+        """The block's part of the diagonal of ``S`` (a copy)."""
+        rows = np.arange(self.last_row - self.first_row)
+        return self.S[rows, rows + self.first_row].copy()
+
     def place_preference(self, preference_rows):
         """Preferences on the block's part of the diagonal (no noise yet)."""
         diagonal = np.arange(self.first_row, self.last_row)

@@ -22,6 +22,7 @@ from fastap.dask._state import (
     BlockMessageState,
     even_bounds,
     median_of_blocks,
+    off_diagonal_quantile_of_blocks,
     place_preference,
 )
 
@@ -62,8 +63,11 @@ class AffinityPropagation(_SingleMachineAffinityPropagation):
 random_state, record_history, callback, callback_every
         As in :class:`fastap.AffinityPropagation`. ``affinity`` is
         ``"euclidean"``, ``"cosine"`` or ``"precomputed"``.
-    n_jobs, preference_quantile, n_clusters, warm_start, keep_messages, \
-n_neighbors, metric, merge_fragments
+    preference_quantile : float, default=None
+        As in :class:`fastap.AffinityPropagation`: exactly the single
+        machine's quantile of the off-diagonal similarities, found by radix
+        selection over the blocks.
+    n_jobs, n_clusters, warm_start, keep_messages, n_neighbors, metric, merge_fragments
         Accepted for compatibility; the distributed engine supports only
         their defaults (None / False) and says so otherwise.
     noise : {"counter"}, default="counter"
@@ -170,8 +174,9 @@ damping_, cluster_centers_, n_features_in_, history_
     def _check_distributed_options(self):
         if self.noise == "sklearn":
             raise ValueError(_SKLEARN_NOISE_MESSAGE)
+        if self.preference is not None and self.preference_quantile is not None:
+            raise ValueError("Set preference or preference_quantile, not both.")
         unsupported = {
-            "preference_quantile": self.preference_quantile is not None,
             "n_clusters": self.n_clusters is not None,
             "warm_start": self.warm_start,
             "keep_messages": self.keep_messages,
@@ -318,9 +323,13 @@ damping_, cluster_centers_, n_features_in_, history_
         return blocks, bounds, dtype, None
 
     def _preference_on(self, blocks, bounds, dtype):
-        if self.preference is None:
-            return np.asarray(median_of_blocks(blocks, bounds, dtype))
-        return validated_preference(self.preference, int(bounds[-1]), dtype)
+        if self.preference is not None:
+            return validated_preference(self.preference, int(bounds[-1]), dtype)
+        if self.preference_quantile is not None and bounds[-1] > 1:
+            return np.asarray(
+                off_diagonal_quantile_of_blocks(blocks, bounds, dtype, self.preference_quantile)
+            )
+        return np.asarray(median_of_blocks(blocks, bounds, dtype))
 
     def exemplar_hierarchy(self, self_similarity=None):
         raise NotImplementedError(

@@ -26,7 +26,14 @@ Bytes per iteration, through the client: ``8 n`` (float64) or ``16 n``
 
 import numpy as np
 
-from fastap._kernels.setup import _RADIX_BITS, _RADIX_SIZE, _key_to_value, _middle_mean
+from fastap._kernels._order import bits_view, order_key
+from fastap._kernels.setup import (
+    _RADIX_BITS,
+    _RADIX_SIZE,
+    _excluded_digit_histogram,
+    _key_to_value,
+    _middle_mean,
+)
 
 # Columns per segment of the column-sum pipeline: small enough that block
 # p + 1 starts soon after block p, large enough that a call's latency
@@ -299,9 +306,10 @@ class BlockMessageState:
 # --------------------------------------------------------------------------
 
 
-def _select_key(blocks, width, rank, window):
-    """Key of 0-based ``rank`` among all blocks' keys (or their windows'):
-    radix selection with 16-bit digit histograms summed over the blocks
+def _select_key(blocks, width, rank, window, excluded_keys=None):
+    """Key of 0-based ``rank`` among all blocks' keys (or their windows'),
+    leaving out one occurrence of each of ``excluded_keys``: radix
+    selection with 16-bit digit histograms summed over the blocks
     (integers: exact)."""
     prefix = 0
     for shift in range(width - _RADIX_BITS, -1, -_RADIX_BITS):
@@ -309,6 +317,8 @@ def _select_key(blocks, width, rank, window):
             blocks.call(p, "digit_histogram", prefix, shift, window) for p in range(len(blocks))
         ]
         counts = np.sum(blocks.results(futures), axis=0)
+        if excluded_keys is not None:
+            counts = counts - _excluded_digit_histogram(excluded_keys, prefix, shift)
         if shift == width - _RADIX_BITS:
             # The top digit carries the sign: visit it in signed order.
             order = np.r_[np.arange(_RADIX_SIZE // 2, _RADIX_SIZE), np.arange(_RADIX_SIZE // 2)]
@@ -388,6 +398,31 @@ def median_of_blocks(blocks, bounds, dtype):
     if size % 2 == 1:
         return dtype.type(low)
     return _middle_mean(low, high, dtype)
+
+
+def off_diagonal_quantile_of_blocks(blocks, bounds, dtype, q):
+    """``np.quantile(S[off-diagonal], q)`` (linear method) of the matrix the
+    blocks hold, exactly, as ``setup.off_diagonal_quantile`` on one machine
+    (``preference_quantile``): the two neighbouring order statistics by
+    radix selection over the blocks with the diagonal's keys taken out of
+    every histogram (the diagonal, n values, is gathered), then NumPy's own
+    interpolation between them."""
+    dtype = np.dtype(dtype)
+    n = int(bounds[-1])
+    n_off = n * n - n
+    virtual_index = (n_off - 1) * q
+    lower = min(int(np.floor(virtual_index)), n_off - 1)
+    upper = min(lower + 1, n_off - 1)
+    diagonal = np.concatenate(blocks.results(
+        [blocks.call(p, "diagonal") for p in range(len(blocks))]
+    ))
+    diagonal_keys = order_key(bits_view(np.ascontiguousarray(diagonal, dtype=dtype)))
+    width = dtype.itemsize * 8
+    low, high = (
+        _key_to_value(_select_key(blocks, width, rank, False, diagonal_keys), dtype)
+        for rank in (lower, upper)
+    )
+    return dtype.type(np.quantile(np.array([low, high], dtype=dtype), virtual_index - lower))
 
 
 def place_preference(blocks, bounds, preference, dtype):

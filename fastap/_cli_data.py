@@ -47,7 +47,7 @@ class Data(NamedTuple):
 
 
 def delimiter_character(text):
-    """The delimiter a ``--delimiter`` value names ('tab' or '\\t': a tab)."""
+    r"""The delimiter a ``--delimiter`` value names ('tab' or '\t': a tab)."""
     if text in ("tab", "\\t", "\t"):
         return "\t"
     if len(text) != 1:
@@ -144,7 +144,9 @@ def _read_npz(path, key):
         raise
     except ValueError as error:
         if "pickle" in str(error):
-            raise CommandError(f"{path}: array {key!r} holds Python objects, not numbers") from error
+            raise CommandError(
+                f"{path}: array {key!r} holds Python objects, not numbers"
+            ) from error
         raise CommandError(f"{path}: damaged .npz file ({_one_line(error)})") from error
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise CommandError(f"{path}: damaged .npz file ({_one_line(error)})") from error

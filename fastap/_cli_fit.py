@@ -20,9 +20,6 @@ import numpy as np
 
 from fastap._cli_data import CommandError, read_data
 
-EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130
-
 AFFINITIES = ("euclidean", "cosine", "nearest_neighbors", "precomputed")
 
 
@@ -174,6 +171,8 @@ def _damping(text):
 
 
 def _at_least_one(option):
+    """An argparse type: an integer of at least 1 (``option`` names it in the docs)."""
+
     def integer(text):
         try:
             value = int(text)
@@ -183,7 +182,6 @@ def _at_least_one(option):
             raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
         return value
 
-    integer.__name__ = option  # argparse names the type in some messages
     return integer
 
 

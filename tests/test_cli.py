@@ -236,9 +236,12 @@ BAD_INPUTS = {
         '{d}/x.csv, row 2, column "b": "x" is not a number',
     ),
     "empty file": (lambda d: write(d / "x.csv", ""), [], "{d}/x.csv: no data"),
-    "only a header": (lambda d: write(d / "x.csv", "x,y\n"), [], "{d}/x.csv: no data (only a header)"),
+    "only a header": (
+        lambda d: write(d / "x.csv", "x,y\n"), [], "{d}/x.csv: no data (only a header)"
+    ),
     "short row": (
-        lambda d: write(d / "x.csv", "1,2\n3\n"), [], "{d}/x.csv, row 2: 1 field, the first row has 2",
+        lambda d: write(d / "x.csv", "1,2\n3\n"), [],
+        "{d}/x.csv, row 2: 1 field, the first row has 2",
     ),
     "long row": (
         lambda d: write(d / "x.csv", "x,y\n1,2\n3,4,5\n"), [],

@@ -72,7 +72,8 @@ SPARSE_MESSAGES = "fastap/_kernels/sparse_messages.py"
 SETUP = "fastap/_kernels/setup.py"
 SPARSE_ASSIGN = "fastap/_kernels/sparse_assign.py"
 ASSIGN = "fastap/_kernels/assign.py"
-ENGINE = "fastap/_engine.py"
+DENSE = "fastap/_dense.py"
+RUN = "fastap/_run.py"
 
 MUTANTS = [
     # ---- kernels (fastap/_kernels: stable locations) ----
@@ -141,9 +142,9 @@ MUTANTS = [
         "float32-column-sums-in-float32",
         "float32 column sums accumulated in float32 instead of float64",
         [
-            Edit(ENGINE, "        self.col_sum_acc = np.zeros(n, dtype=np.float64)\n",
+            Edit(DENSE, "        self.col_sum_acc = np.zeros(n, dtype=np.float64)\n",
                  "        self.col_sum_acc = np.zeros(n, dtype=S.dtype)\n"),
-            Edit(ENGINE,
+            Edit(DENSE,
                  "            self.group_sums = np.empty((-(-n // self.group_rows), n), "
                  "dtype=np.float64)\n",
                  "            self.group_sums = np.empty((-(-n // self.group_rows), n), "
@@ -155,8 +156,8 @@ MUTANTS = [
         "noise-coefficient-abs",
         "degeneracy noise scaled by eps * |S| instead of scikit-learn's eps * S",
         Edit(SETUP,
-             "            coefficient = epsilon * s + tiny_times_100\n            S_rows[i, j] = s",
-             "            coefficient = epsilon * abs(s) + tiny_times_100\n            S_rows[i, j] = s"),
+             "        coefficient = epsilon * s + tiny_times_100\n        values[p] = s",
+             "        coefficient = epsilon * abs(s) + tiny_times_100\n        values[p] = s"),
         ["tests/test_kernels.py", "tests/test_parity.py"],
     ),
     mutant(
@@ -174,15 +175,16 @@ MUTANTS = [
     mutant(
         "sparse-missing-pair-counts-zero",
         "sparse: a cluster member without a stored pair counts as similarity 0, not -inf",
-        Edit(SPARSE_MESSAGES,
+        Edit(SPARSE_ASSIGN,
              "        out[j] = total if members == cluster_sizes[label] else S.dtype.type(-np.inf)\n",
              "        out[j] = total\n"),
         ["tests/test_sparse.py"],
     ),
     mutant(
         "sparse-noise-coefficient-abs",
-        "sparse graphs: degeneracy noise scaled by eps * |S| (a graph-preparation bug)",
-        Edit(SPARSE_MESSAGES,
+        "the same noise bug, against the sparse tests alone (a graph-preparation bug: the "
+        "sparse reference prepares its own graph)",
+        Edit(SETUP,
              "        coefficient = epsilon * s + tiny_times_100\n        values[p] = s",
              "        coefficient = epsilon * abs(s) + tiny_times_100\n        values[p] = s"),
         ["tests/test_sparse.py"],
@@ -203,15 +205,15 @@ MUTANTS = [
     mutant(
         "convergence-counter-off-by-one",
         "convergence declared one unchanged iteration late",
-        Edit(ENGINE, "unchanged_run >= convergence_iter and n_exemplars > 0",
-             "unchanged_run > convergence_iter and n_exemplars > 0"),
+        Edit(RUN, "unchanged_run >= options.convergence_iter",
+             "unchanged_run > options.convergence_iter"),
         ["tests/test_parity.py"],
     ),
     mutant(
         "preference-on-anti-diagonal",
         "the preference written on the anti-diagonal instead of the diagonal",
-        Edit(ENGINE, "    S.flat[:: S.shape[0] + 1] = preference\n",
-             "    S.flat[S.shape[0] - 1 : S.size - 1 : S.shape[0] - 1] = preference\n"),
+        Edit(DENSE, "            S.flat[:: n + 1] = self.preference\n",
+             "            S.flat[n - 1 : n * n - 1 : n - 1] = self.preference\n"),
         ["tests/test_parity.py"],
     ),
 ]
@@ -303,6 +305,8 @@ def check_mutant(mutant_, timeout, keep, revision):
         copy_tree(tree, revision)
         apply(mutant_, tree)
         code, output = run_pytest(tree, mutant_.tests, timeout)
+    except Exception as error:  # one broken mutant must not end the whole check
+        code, output = f"{type(error).__name__}", str(error)
     finally:
         if not keep:
             shutil.rmtree(directory, ignore_errors=True)
@@ -358,6 +362,12 @@ def main(argv=None):
             print(f"{m.name}\n    {m.description}\n    {', '.join(m.tests)}")
         return 0
 
+    if args.rev is not None:
+        # Every mutant copies the same commit, even when the branch moves meanwhile.
+        args.rev = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{args.rev}^{{commit}}"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
     if args.rev is None:
         problems = find_problems(ROOT, selected)
     else:

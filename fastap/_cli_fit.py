@@ -453,14 +453,9 @@ def _first_sentence(text):
 def _check_memory_early(n_samples, dtype):
     """Fail before converting a precomputed matrix when the fit cannot fit
     (the estimator checks again; this only saves the conversion)."""
-    try:
-        from fastap._resources import check_dense_memory as check
-    except ImportError:
-        try:
-            from fastap._engine import check_memory as check
-        except ImportError:  # the estimator's own check remains
-            return
-    check(n_samples, dtype, 3)
+    from fastap._resources import check_dense_memory
+
+    check_dense_memory(n_samples, dtype, 3)
 
 
 def run_fit(args):

@@ -212,3 +212,62 @@ def test_the_remedy_for_a_real_slow_start_converges():
     max_iter = suggested_parameters(text)["max_iter"][0]
     fixed = AffinityPropagation(random_state=0, damping=0.95, max_iter=max_iter).fit(X)
     assert fixed.converged_
+
+
+# --------------------------------------------------------------------------
+# The estimator carries the advice: in its ConvergenceWarning and verbose output.
+# --------------------------------------------------------------------------
+
+SKLEARN_TEXT = (
+    "Affinity propagation did not converge, this model may return degenerate cluster centers "
+    "and labels."
+)
+
+
+def oscillating_blobs():
+    X, _ = make_blobs(
+        n_samples=1000, n_features=2, centers=50, cluster_std=1.0, center_box=(-20, 20),
+        random_state=5,
+    )
+    return X
+
+
+@pytest.mark.parametrize("damping", [0.5, "auto"])
+def test_convergence_warning_keeps_its_class_and_appends_the_advice(damping):
+    from sklearn.exceptions import ConvergenceWarning
+
+    X = oscillating_blobs()
+    model = AffinityPropagation(random_state=0, damping=damping, max_iter=120,
+                                record_history=True)
+    with pytest.warns(ConvergenceWarning) as record:
+        model.fit(X)
+    assert not model.converged_
+    # The expected advice from the fit's own history (the reference).
+    expected = not_converged_advice(
+        model.history_["n_changed"], n_iter=model.n_iter_, max_iter=120,
+        damping=model.damping_, adaptive=damping == "auto",
+        n_exemplars=int(model.history_["n_exemplars"][-1]),
+    )
+    messages = [str(w.message) for w in record if issubclass(w.category, ConvergenceWarning)]
+    assert messages == [f"{SKLEARN_TEXT} {expected}"]
+    assert expected.startswith("Oscillation: ")
+
+
+def test_verbose_prints_the_advice(capsys):
+    X = oscillating_blobs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = AffinityPropagation(random_state=0, max_iter=60, verbose=True,
+                                    record_history=True).fit(X)
+    expected = not_converged_advice(
+        model.history_["n_changed"], n_iter=60, max_iter=60, damping=0.5, adaptive=False,
+        n_exemplars=int(model.history_["n_exemplars"][-1]),
+    )
+    assert f"[fastap] {expected}\n" in capsys.readouterr().out
+
+
+def test_converged_fit_warns_nothing():
+    X, _ = make_blobs(n_samples=200, centers=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert AffinityPropagation(random_state=0).fit(X).converged_

@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from fastap import _resources, _run
 from fastap._dense import DenseMessageState, MessageMatrices
 from fastap._kernels import setup
+from fastap._lean import LeanMessageState
 from fastap._neighbors import fit_nearest_neighbors
 from fastap._search import run_or_search
 from fastap._similarity import (
@@ -174,6 +175,19 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         ``converged_`` is True only if every level converged. Not available
         for a sparse precomputed matrix (it needs the features).
 
+    engine : {'auto', 'stored', 'lean'}, default='auto'
+        (fastap) The dense engine's messages. 'stored' keeps ``S``, ``R`` and
+        ``A`` (float64: bitwise scikit-learn's messages); 'lean' keeps only
+        ``S`` and ``A`` and rebuilds ``R`` on the fly from ``S``, one value
+        per row and a short per-row list: two N x N matrices instead of
+        three, and an iteration moves three matrix transfers instead of five
+        (float64 results then differ from scikit-learn's in the last bits,
+        as float32's do anyway). 'auto': lean for float32, stored for
+        float64 and whenever ``warm_start`` or ``keep_messages`` asks for
+        the messages (they hold an N x N ``R`` anyway, and a warm start
+        continues bitwise only on stored messages). A warm start from kept
+        messages always runs on the stored engine.
+
     Attributes
     ----------
     cluster_centers_indices_ : ndarray of shape (n_clusters,)
@@ -313,6 +327,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "metric": [StrOptions({"euclidean", "cosine"})],
         "merge_fragments": ["boolean", StrOptions({"auto"})],
+        "engine": [StrOptions({"auto", "stored", "lean"})],
     }
 
     def __init__(
@@ -337,6 +352,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         n_neighbors=30,
         metric="euclidean",
         merge_fragments="auto",
+        engine="auto",
     ):
         self.damping = damping
         self.max_iter = max_iter
@@ -357,6 +373,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         self.n_neighbors = n_neighbors
         self.metric = metric
         self.merge_fragments = merge_fragments
+        self.engine = engine
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -454,7 +471,8 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
                 self._dense_preference(S, n_threads), n_samples, S.dtype
             )
         options = self._run_options(warm is not None)
-        state = DenseMessageState(
+        engine = LeanMessageState if self._uses_lean_engine(S.dtype, warm) else DenseMessageState
+        state = engine(
             S, S.dtype.type(0) if preference is None else preference,
             damping=options.damping, random_state=check_random_state(self.random_state),
             n_threads=n_threads, matrices=matrices, warm_messages=warm,
@@ -464,6 +482,17 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         if result.preference is not None:
             preference = np.asarray(result.preference)
         return _Fitted(result, S, preference, X)
+
+    def _uses_lean_engine(self, dtype, warm):
+        """The lean engine: asked for, or float32 under 'auto' when the
+        messages are not wanted; never for a warm start (kept messages have
+        no lean form)."""
+        if warm is not None:
+            return False
+        if self.engine == "auto":
+            wants_messages = self.warm_start or self.keep_messages
+            return np.dtype(dtype) == np.float32 and not wants_messages
+        return self.engine == "lean"
 
     def _dense_preference(self, S, n_threads):
         if self.preference is not None:
@@ -493,7 +522,8 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         if self.affinity == "precomputed":
             S = self._validate_precomputed(X)
             warm = self._dense_warm_messages(S.shape[0], S.dtype)
-            matrices = None if warm else MessageMatrices(S.shape[0], S.dtype)
+            lean = self._uses_lean_engine(S.dtype, warm)
+            matrices = None if warm or lean else MessageMatrices(S.shape[0], S.dtype)
             return S, None, matrices, warm
         # Keep the caller's dtype for cluster_centers_ (as scikit-learn);
         # similarities are float32 for float32 input, else float64.
@@ -504,8 +534,11 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         # A callable's output and sparse input's distances are N x N
         # temporaries beside S (float64 at most).
         temporary = 8 * n_samples**2 if callable(self.affinity) or sparse.issparse(X) else 0
-        _resources.check_dense_memory(n_samples, dtype, 1 if warm else 3, temporary)
-        matrices = None if warm else MessageMatrices(n_samples, dtype)
+        lean = self._uses_lean_engine(dtype, warm)
+        _resources.check_dense_memory(
+            n_samples, dtype, 1 if warm else (2 if lean else 3), temporary
+        )
+        matrices = None if warm or lean else MessageMatrices(n_samples, dtype)
         S = similarities(X, self.affinity, dtype, copy=self.copy)
         return S, X, matrices, warm
 
@@ -516,7 +549,12 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
             # Before validate_data, which may copy: the copy is one of the
             # matrices counted.
             dtype = similarity_dtype(getattr(X, "dtype", np.float64))
-            _resources.check_dense_memory(shape[0], dtype, n_new_matrices=3 if self.copy else 2)
+            messages = 1 if self._uses_lean_engine(
+                dtype, self._dense_warm_messages(shape[0], dtype)
+            ) else 2
+            _resources.check_dense_memory(
+                shape[0], dtype, n_new_matrices=messages + 1 if self.copy else messages
+            )
         S = validate_data(
             self, X, copy=self.copy, force_writeable=True, dtype=_FLOAT_DTYPES, order="C"
         )

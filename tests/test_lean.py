@@ -6,6 +6,8 @@ unbounded corrections) and against the stored-R engine run in the same
 dtype through the same NumPy steps.
 """
 
+import warnings
+
 import numba
 import numpy as np
 import pytest
@@ -378,3 +380,67 @@ def test_skipping_chunks_without_positive_responsibility_is_exact(float_dtype, n
     np.testing.assert_array_equal(skipped.A, full.A)
     np.testing.assert_array_equal(skipped.messages()[0], full.messages()[0])
     assert skipped.is_exemplar.any()
+
+
+# --------------------------------------------------------------------------
+# The estimator's engine parameter.
+# --------------------------------------------------------------------------
+
+
+def fit(X, **params):
+    from fastap import AffinityPropagation
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AffinityPropagation(random_state=0, **params).fit(X)
+
+
+def test_auto_is_lean_for_float32_and_stored_for_float64():
+    X = blobs(300, centers=4, random_state=1)
+    for dtype, engine in ((np.float32, "lean"), (np.float64, "stored")):
+        auto, chosen = fit(X.astype(dtype)), fit(X.astype(dtype), engine=engine)
+        np.testing.assert_array_equal(auto.affinity_matrix_, chosen.affinity_matrix_)
+        np.testing.assert_array_equal(auto.labels_, chosen.labels_)
+        assert auto.n_iter_ == chosen.n_iter_
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lean_and_stored_fits_agree_on_separated_data(dtype):
+    X = blobs(400, centers=6, cluster_std=0.6, random_state=5).astype(dtype)
+    lean, stored = fit(X, engine="lean", damping=0.7), fit(X, engine="stored", damping=0.7)
+    np.testing.assert_array_equal(lean.labels_, stored.labels_)
+    np.testing.assert_array_equal(lean.cluster_centers_indices_, stored.cluster_centers_indices_)
+    assert lean.converged_ and stored.converged_
+
+
+def test_lean_keeps_messages_searches_and_records():
+    X = blobs(300, centers=4, cluster_std=0.5, random_state=1).astype(np.float32)
+    params = dict(damping=0.7, keep_messages=True, record_history=True)
+    lean, stored = fit(X, engine="lean", **params), fit(X, engine="stored", **params)
+    assert lean.converged_ and lean.n_iter_ == stored.n_iter_
+    scale = np.abs(stored.affinity_matrix_).max()
+    np.testing.assert_allclose(lean.responsibility_, stored.responsibility_, atol=1e-4 * scale)
+    np.testing.assert_allclose(lean.availability_, stored.availability_, atol=1e-4 * scale)
+    np.testing.assert_allclose(lean.membership_confidence_, stored.membership_confidence_,
+                               rtol=1e-3, atol=1e-4 * scale)
+    assert len(lean.history_["n_exemplars"]) == lean.n_iter_
+    searched = fit(X, engine="lean", n_clusters=4)
+    assert searched.cluster_centers_indices_.size == 4
+
+
+def test_lean_warm_start_continues_on_the_stored_engine():
+    X = blobs(200, centers=4, random_state=3).astype(np.float32)
+    model = fit(X, engine="lean", warm_start=True, max_iter=10)
+    first = model.responsibility_.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.set_params(max_iter=5).fit(X)
+    assert model.responsibility_.shape == first.shape
+    assert not np.array_equal(model.responsibility_, first)
+
+
+def test_unknown_engine_is_refused():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="engine"):
+        fit(blobs(20, centers=2).astype(np.float32), engine="fast")

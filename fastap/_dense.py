@@ -12,6 +12,7 @@ import threading
 
 import numpy as np
 
+from fastap._damping import DampingPairs
 from fastap._kernels import assign, messages, setup
 from fastap._preference import preference_range_of_similarities
 
@@ -35,7 +36,7 @@ def _block_rows(n_samples, itemsize, n_threads):
     return int(max(2 * n_threads, min(rows, 256)))
 
 
-def _group_rows(n_samples):
+def group_rows_of(n_samples):
     """Rows per group of the grouped column sums: a function of the problem
     only (never of the thread count), so results do not depend on threads.
     Larger groups mean fewer group sums to add (64 rows measured best at
@@ -154,7 +155,7 @@ class ObjectiveTracker:
         return assign.net_similarity(S, is_exemplar, self._best_value)
 
 
-class DenseMessageState:
+class DenseMessageState(DampingPairs):
     """Dense Affinity Propagation: ``S``, ``R``, ``A`` and one fused pass.
 
     Implements ``_run.MessageState``.
@@ -269,26 +270,14 @@ class DenseMessageState:
         # adds them by fixed groups of rows (see messages.py).
         self.grouped = S.dtype == np.float32
         if self.grouped:
-            self.group_rows = _group_rows(n)
+            self.group_rows = group_rows_of(n)
             self.group_sums = np.empty((-(-n // self.group_rows), n), dtype=np.float64)
 
     # -- iterations ---------------------------------------------------------
 
-    def set_damping(self, damping):
-        dtype = self.S.dtype.type
-        self.damping = float(damping)
-        self._damping = dtype(damping)
-        self._one_minus_damping = dtype(1 - damping)  # as scikit-learn: 1 - d in float64 first
-        if not self.availability_pending:
-            self._keep_damping_as_last()
-
-    def _keep_damping_as_last(self):
-        self.last_damping = self.damping
-        self._last_pair = (self._damping, self._one_minus_damping)
-
     def iterate(self):
         common = (self.S, self.A, self.R, self.col_sum)
-        pairs = (self._damping, self._one_minus_damping, *self._last_pair)
+        pairs = (*self.damping_pair, *self.last_damping_pair)
         finish_previous = self.availability_pending
         if self.grouped:
             kernel = (
@@ -309,15 +298,16 @@ class DenseMessageState:
                 self.chunk_top,
             )
         self.availability_pending = True
-        self._keep_damping_as_last()
+        self.keep_damping_as_last()
         return messages.finish_iteration(
-            self.A, self.R, self.col_sum, self.col_sum_acc, self._damping,
-            self._one_minus_damping, self.is_exemplar,
+            self.A, self.R, self.col_sum, self.col_sum_acc, *self.damping_pair, self.is_exemplar,
         )
 
     def complete_availability(self):
         if self.availability_pending:
-            messages.complete_availability(self.A, self.R, self.col_sum, *self._last_pair)
+            messages.complete_availability(
+                self.A, self.R, self.col_sum, *self.last_damping_pair
+            )
             self.availability_pending = False
 
     def set_preference(self, preference, *, shift_messages):
@@ -336,7 +326,8 @@ class DenseMessageState:
         if shift_messages:
             delta = dtype(preference) - dtype(self._scalar_preference)
             messages.shift_preference(
-                self.A, self.R, self.col_sum, delta, self.availability_pending, *self._last_pair
+                self.A, self.R, self.col_sum, delta, self.availability_pending,
+                *self.last_damping_pair,
             )
             self.availability_pending = False
         self._scalar_preference = preference
@@ -347,7 +338,7 @@ class DenseMessageState:
         self.A.fill(0)
         self.availability_pending = False
         self.is_exemplar[:] = False
-        self._keep_damping_as_last()
+        self.keep_damping_as_last()
 
     # -- results ------------------------------------------------------------
 

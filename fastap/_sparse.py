@@ -37,9 +37,10 @@ import numpy as np
 from scipy import sparse
 
 from fastap import _preference, _resources
-from fastap._search import run_or_search
+from fastap._damping import DampingPairs
 from fastap._kernels import setup, sparse_assign, sparse_graph
 from fastap._kernels import sparse_messages as kernels
+from fastap._search import run_or_search
 from fastap._similarity import check_square, similarity_dtype
 
 # Below this many stored pairs one thread is as fast as two (the parallel
@@ -246,7 +247,7 @@ def _equal_complete_graph(graph):
 # --------------------------------------------------------------------------
 
 
-class SparseMessageState:
+class SparseMessageState(DampingPairs):
     """Sparse Affinity Propagation: messages along the stored pairs.
 
     Implements ``_run.MessageState`` (see ``_dense.DenseMessageState`` for
@@ -338,18 +339,6 @@ class SparseMessageState:
 
     # -- iterations ---------------------------------------------------------
 
-    def set_damping(self, damping):
-        dtype = self.dtype.type
-        self.damping = float(damping)
-        self._damping = dtype(damping)
-        self._one_minus_damping = dtype(1 - damping)  # as scikit-learn: 1 - d in float64 first
-        if not self.availability_pending:
-            self._keep_damping_as_last()
-
-    def _keep_damping_as_last(self):
-        self.last_damping = self.damping
-        self._last_pair = (self._damping, self._one_minus_damping)
-
     def iterate(self):
         g = self.graph
         if self.parallel:
@@ -359,22 +348,23 @@ class SparseMessageState:
         else:
             update_rows, finish_columns = kernels.update_rows_serial, kernels.finish_columns_serial
         update_rows(
-            g.indptr, g.indices, g.diagonal, g.S, self.A, self.R, self.col_sum, self._damping,
-            self._one_minus_damping, *self._last_pair, self.availability_pending,
+            g.indptr, g.indices, g.diagonal, g.S, self.A, self.R, self.col_sum,
+            *self.damping_pair, *self.last_damping_pair, self.availability_pending,
         )
         counts = finish_columns(
             g.indptr, g.diagonal, self.col_indptr, self.col_order, self.A, self.R, self.col_sum,
-            self._damping, self._one_minus_damping, self.is_exemplar,
+            *self.damping_pair, self.is_exemplar,
         )
         self.availability_pending = True
-        self._keep_damping_as_last()
+        self.keep_damping_as_last()
         return counts
 
     def complete_availability(self):
         if self.availability_pending:
             g = self.graph
             kernels.complete_stored_availability(
-                g.indptr, g.indices, g.diagonal, self.A, self.R, self.col_sum, *self._last_pair
+                g.indptr, g.indices, g.diagonal, self.A, self.R, self.col_sum,
+                *self.last_damping_pair,
             )
             self.availability_pending = False
 
@@ -390,7 +380,7 @@ class SparseMessageState:
             delta = self.dtype.type(preference) - self.dtype.type(self.preference.flat[0])
             kernels.shift_stored_preference(
                 g.indptr, g.indices, g.diagonal, self.A, self.R, self.col_sum, delta,
-                self.availability_pending, *self._last_pair,
+                self.availability_pending, *self.last_damping_pair,
             )
             self.availability_pending = False
         self.preference = np.broadcast_to(np.asarray(preference, dtype=self.dtype), (g.n,))
@@ -400,7 +390,7 @@ class SparseMessageState:
         self.A.fill(0)
         self.availability_pending = False
         self.is_exemplar[:] = False
-        self._keep_damping_as_last()
+        self.keep_damping_as_last()
 
     # -- results ------------------------------------------------------------
 

@@ -22,7 +22,7 @@ single-machine fused pass (``messages.py``) is split in two here:
      other block must wait for the running sums and then reads its ``R``
      again (:func:`add_rows_positive_parts`).
    - float32 ("grouped"): rows form fixed groups of ``group_rows`` (global
-     groups, as ``_dense._group_rows``); each group is added in float64
+     groups, as ``_dense.group_rows_of``); each group is added in float64
      from zero, then the groups are added in group order. A group that
      starts in a block is summed during that block's pass (fused, into its
      row of ``unit_sums``); only the rows of a group that started in the

@@ -22,7 +22,6 @@ from fastap.dask._state import (
     off_diagonal_quantile_of_blocks,
     place_preference,
 )
-
 from tests import reference_ap
 
 SEED = 1234

@@ -10,7 +10,7 @@ from sklearn.metrics.pairwise import cosine_similarity
 
 from fastap import AffinityPropagation, IterationInfo, _dense, _run
 from tests import reference_ap
-from tests.conftest import blobs, similarity
+from tests.data import blobs, similarity
 
 
 def _oscillating_blobs():

@@ -9,10 +9,10 @@ pass t: with the damping of iteration t instead of t-1 the messages drift
 
 import numpy as np
 import pytest
-from reference_ap import availability_step, place_preference_and_noise, responsibility_step
 
 from fastap import _dense, _resources, _sparse
-from tests.conftest import blobs, similarity
+from tests.data import blobs, similarity
+from tests.reference_ap import availability_step, place_preference_and_noise, responsibility_step
 
 # Damping of each iteration: two changes, one of them back down.
 SCHEDULE = [0.5, 0.5, 0.9, 0.9, 0.9, 0.7, 0.7]

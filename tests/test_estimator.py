@@ -8,7 +8,7 @@ from sklearn.cluster import AffinityPropagation as SklearnAP
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from fastap import AffinityPropagation, _resources, _run, affinity_propagation
-from tests.conftest import CtrlC, blobs, similarity
+from tests.data import CtrlC, blobs, similarity
 
 # --------------------------------------------------------------------------
 # Bad input: a clear error, and nothing lost.

@@ -3,15 +3,15 @@
 import numba
 import numpy as np
 import pytest
-from reference_ap import (
+
+from fastap import AffinityPropagation, _dense, _resources, _run, _similarity
+from fastap._kernels import setup
+from tests.data import blobs, similarity
+from tests.reference_ap import (
     iterate,
     negative_squared_euclidean,
     place_preference_and_noise,
 )
-
-from fastap import AffinityPropagation, _dense, _resources, _run, _similarity
-from fastap._kernels import setup
-from tests.conftest import blobs, similarity
 
 MAX_THREADS = numba.config.NUMBA_NUM_THREADS
 

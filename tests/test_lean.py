@@ -11,11 +11,11 @@ import warnings
 import numba
 import numpy as np
 import pytest
-from reference_ap import availability_step, place_preference_and_noise, responsibility_step
 
 from fastap import _lean
 from fastap._kernels import lean_messages
-from tests.conftest import blobs, similarity
+from tests.data import blobs, similarity
+from tests.reference_ap import availability_step, place_preference_and_noise, responsibility_step
 
 MAX_THREADS = numba.config.NUMBA_NUM_THREADS
 

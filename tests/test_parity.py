@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 
 from fastap import AffinityPropagation, affinity_propagation
-from tests.conftest import blobs, similarity
+from tests.data import blobs, similarity
 
 
 def fit_both(X, **params):

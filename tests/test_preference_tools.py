@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from fastap import AffinityPropagation, _dense, _run, _search, exemplar_hierarchy, preference_range
 from fastap._kernels import setup
-from tests.conftest import blobs, similarity
+from tests.data import blobs, similarity
 
 # --------------------------------------------------------------------------
 # Quantile of the off-diagonal similarities.

@@ -18,7 +18,7 @@ from sklearn.cluster import affinity_propagation as sklearn_affinity_propagation
 from sklearn.metrics import adjusted_rand_score
 
 from fastap import affinity_propagation
-from tests.conftest import blobs, similarity
+from tests.data import blobs, similarity
 
 finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, allow_infinity=False, width=64)
 

@@ -5,13 +5,13 @@ merging fragments, and the estimator's behaviour on sparse input."""
 import numba
 import numpy as np
 import pytest
-import reference_sparse_ap as reference
 from scipy import sparse
 from sklearn.metrics import adjusted_rand_score
 
 from fastap import AffinityPropagation, _graph, _neighbors, _resources, _run, _sparse
 from fastap._kernels import sparse_graph
-from tests.conftest import CtrlC, blobs, similarity
+from tests import reference_sparse_ap as reference
+from tests.data import CtrlC, blobs, similarity
 
 MAX_THREADS = numba.config.NUMBA_NUM_THREADS
 

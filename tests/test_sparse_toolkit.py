@@ -11,7 +11,7 @@ from scipy import sparse
 from sklearn.metrics import adjusted_rand_score
 
 from fastap import AffinityPropagation
-from tests.conftest import blobs, similarity
+from tests.data import blobs, similarity
 
 
 def complete_csr(S):

@@ -70,6 +70,7 @@ def negative_squared_euclidean(X, out_dtype):
     if sparse.issparse(X):
         S = np.ascontiguousarray(euclidean_distances(X, squared=True), dtype=out_dtype)
         setup.negate_in_place(S)
+        _check_distances_finite(setup.count_non_finite(S), out_dtype)
         return S
     X = np.asarray(X, dtype=np.float64)
     n_samples = X.shape[0]
@@ -79,16 +80,35 @@ def negative_squared_euclidean(X, out_dtype):
         # The very product scikit-learn computes (BLAS picks its kernels by
         # shape, so a blocked product can differ in the last bit).
         np.matmul(X, X.T, out=S)
-        setup.negative_squared_distances_from_gram(S, squared_norms, 0, S)
+        non_finite = setup.negative_squared_distances_from_gram(S, squared_norms, 0, S)
+        _check_distances_finite(non_finite, out_dtype)
         return S
     rows = max(1, _SIMILARITY_BLOCK_ELEMENTS // n_samples)
     gram_rows = np.empty((min(rows, n_samples), n_samples), dtype=np.float64)
+    non_finite = 0
     for start in range(0, n_samples, rows):
         stop = min(start + rows, n_samples)
         block = gram_rows[: stop - start]
         np.matmul(X[start:stop], X.T, out=block)
-        setup.negative_squared_distances_from_gram(block, squared_norms, start, S[start:stop])
+        non_finite += setup.negative_squared_distances_from_gram(
+            block, squared_norms, start, S[start:stop]
+        )
+    _check_distances_finite(non_finite, out_dtype)
     return S
+
+
+def _check_distances_finite(n_non_finite, dtype):
+    """Squared distances beyond the dtype's range would give NaN messages
+    (scikit-learn's too): a clear error instead."""
+    if n_non_finite:
+        dtype = np.dtype(dtype)
+        remedy = "use float64 input or scale the features" if dtype == np.float32 else (
+            "scale the features"
+        )
+        raise ValueError(
+            f"{n_non_finite} squared distances between samples overflow {dtype.name} "
+            f"(beyond {np.finfo(dtype).max:.3g}): {remedy}."
+        )
 
 
 def cosine_similarities(X, out_dtype):
@@ -132,7 +152,7 @@ def validated_callable_similarities(S, n_samples, dtype, copy):
     S = np.array(S, dtype=dtype, order="C", copy=True if copy else None)
     if not S.flags.writeable:
         S = S.copy()
-    if not np.all(np.isfinite(S)):
+    if setup.count_non_finite(S):  # one pass, no N x N temporary
         raise ValueError("The affinity callable returned NaN or infinity.")
     return S
 

@@ -22,10 +22,16 @@ def negative_squared_distances_from_gram(gram_rows, squared_norms, first_row, S_
     scikit-learn's ``-euclidean_distances(X, squared=True)``
     (``-2 * G + |x_i|^2 + |x_j|^2``, clipped at 0, zero diagonal, negated),
     so the float64 result is bitwise equal.
+
+    Returns the number of similarities that are not finite: distances
+    beyond float32's range round to -inf in a float32 ``S`` (and inf or NaN
+    features give inf or NaN), which AP would turn into NaN messages. Counted
+    in the same pass, as integers (any order gives the same count).
     """
     n_rows, n = gram_rows.shape
     zero = gram_rows.dtype.type(0)
     minus_two = gram_rows.dtype.type(-2)
+    non_finite = np.zeros(n_rows, dtype=np.int64)
     for r in prange(n_rows):
         gram_row = gram_rows[r]
         S_row = S_rows[r]
@@ -35,6 +41,34 @@ def negative_squared_distances_from_gram(gram_rows, squared_norms, first_row, S_
             distance = distance + squared_norms[j]
             S_row[j] = -max(distance, zero)
         S_row[first_row + r] = -S_row.dtype.type(0)
+        non_finite[r] = _count_non_finite_row(S_row)
+    return non_finite.sum()
+
+
+@serial_kernel
+def _count_non_finite_row(row):
+    # On the bits: all exponent bits set is inf or NaN. Integer compares
+    # vectorize; np.isfinite on the matrix would build an N x N temporary.
+    bits = bits_view(row)
+    width = bits.itemsize * 8
+    mantissa_bits = 23 if width == 32 else 52
+    exponent = ((bits.dtype.type(1) << (width - 1 - mantissa_bits)) - 1) << mantissa_bits
+    count = 0
+    for j in range(bits.size):
+        count += (bits[j] & exponent) == exponent
+    return count
+
+
+@parallel_kernel
+def count_non_finite(S):
+    """Number of inf and NaN entries of a C-contiguous float matrix, in one
+    read-only pass without a temporary (``np.isfinite`` builds an N x N
+    boolean array)."""
+    n_rows = S.shape[0]
+    counts = np.zeros(n_rows, dtype=np.int64)
+    for i in prange(n_rows):
+        counts[i] = _count_non_finite_row(S[i])
+    return counts.sum()
 
 
 @serial_kernel
@@ -247,7 +281,17 @@ def _count_below_and_gather_window(S, low, high, window_values):
 # lies below it and gathers what lies inside, then the window is partitioned.
 _MEDIAN_SAMPLE = 1 << 16
 _MEDIAN_WINDOW = 0.01  # quantile half-width, ~5 standard errors of the sample median
-_MEDIAN_CAPACITY = 0.05  # of the matrix, per task
+_MEDIAN_CAPACITY = 0.05  # of the matrix, shared by the tasks
+
+
+def _window_capacity(size, n_tasks):
+    """Window entries each task may gather: ``_MEDIAN_CAPACITY`` of the
+    matrix split over the tasks (each reads ``1 / n_tasks`` of the rows, so
+    holds about that share of a ~2% window: 2.5x headroom), so the window
+    stays ~5% of the matrix for any thread count (with a whole share per
+    task, 20 threads reserved a whole N x N). A task that overflows sends
+    the selection to the exact radix fallback."""
+    return max(1, int(_MEDIAN_CAPACITY * size / n_tasks))
 
 
 def median_of_matrix(S, n_tasks):
@@ -271,7 +315,7 @@ def median_of_matrix(S, n_tasks):
     sample = np.sort(flat[np.random.default_rng(0).integers(0, size, _MEDIAN_SAMPLE)])
     low = sample[int((0.5 - _MEDIAN_WINDOW) * _MEDIAN_SAMPLE)]
     high = sample[int((0.5 + _MEDIAN_WINDOW) * _MEDIAN_SAMPLE)]
-    capacity = max(1, int(_MEDIAN_CAPACITY * size))
+    capacity = _window_capacity(size, n_tasks)
     window_values = np.empty((n_tasks, capacity), dtype=dtype)
     below, inside = _count_below_and_gather_window(S, low, high, window_values)
     n_below = int(below.sum())
@@ -328,7 +372,7 @@ def off_diagonal_order_statistics(S, ranks, n_tasks):
     # maximum (q = 0 or 1) is then gathered with its neighbours.
     low = sample[int(low_fraction * sample.size)] if low_fraction > 0 else -np.inf
     high = sample[int(high_fraction * sample.size)] if high_fraction < 1 else np.inf
-    capacity = max(1, int(_MEDIAN_CAPACITY * S.size))
+    capacity = _window_capacity(S.size, n_tasks)
     window_values = np.empty((n_tasks, capacity), dtype=S.dtype)
     below, inside = _count_below_and_gather_window(
         S, S.dtype.type(low), S.dtype.type(high), window_values

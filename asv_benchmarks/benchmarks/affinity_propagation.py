@@ -85,3 +85,31 @@ class Agreement(Benchmark):
 
     def track_n_iter_difference(self, outcome, n_samples, dtype):
         return outcome[n_samples, dtype]["n_iter_difference"]
+
+
+class Float32Engines(Benchmark):
+    """float32 fits on the stored-R engine and the lean one (S and A only,
+    R rebuilt on the fly), side by side: time and peak memory."""
+
+    param_names = ["engine", "n_samples", "n_jobs"]
+    params = [["stored", "lean"], SIZES, THREADS]
+
+    def setup(self, engine, n_samples, n_jobs):
+        self.X = blobs(n_samples, "float32")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._fit(engine, n_jobs, self.X[:500], max_iter=2)
+
+    def _fit(self, engine, n_jobs, X, **params):
+        from fastap import AffinityPropagation
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return AffinityPropagation(random_state=0, n_jobs=n_jobs, engine=engine,
+                                       **params).fit(X)
+
+    def time_fit(self, engine, n_samples, n_jobs):
+        self._fit(engine, n_jobs, self.X)
+
+    def peakmem_fit(self, engine, n_samples, n_jobs):
+        self._fit(engine, n_jobs, self.X)

@@ -45,13 +45,13 @@ def test_median_window_is_shared_by_the_tasks(n_tasks, monkeypatch, float_dtype)
     size = 600 * 600
     assert setup._window_capacity(size, n_tasks) * n_tasks <= setup._MEDIAN_CAPACITY * size
     gathered = []
-    kernel = setup._count_below_and_gather_window
+    kernel = setup.count_below_and_gather_window
 
     def recording(S, low, high, window_values):
         gathered.append(window_values.shape)
         return kernel(S, low, high, window_values)
 
-    monkeypatch.setattr(setup, "_count_below_and_gather_window", recording)
+    monkeypatch.setattr(setup, "count_below_and_gather_window", recording)
     S = -np.random.RandomState(n_tasks).uniform(0, 50, size=(600, 600)).astype(float_dtype)
     assert setup.median_of_matrix(S, n_tasks) == np.median(S)
     off_diagonal = S[~np.eye(600, dtype=bool)]

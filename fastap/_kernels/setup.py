@@ -143,20 +143,20 @@ def off_diagonal_all_equal(S):
 # Exact median without copying S: radix selection on order-preserving keys.
 # --------------------------------------------------------------------------
 
-_RADIX_BITS = 16
-_RADIX_SIZE = 1 << _RADIX_BITS
+RADIX_BITS = 16
+RADIX_SIZE = 1 << RADIX_BITS
 
 
 @parallel_kernel
-def _digit_histogram(S_bits, prefix, shift, n_tasks):
+def digit_histogram(S_bits, prefix, shift, n_tasks):
     """Histogram of the 16-bit digit at ``shift`` among keys whose higher
     bits equal ``prefix``; per-task counts summed at the end (integers, so
     the order does not matter)."""
     n_rows = S_bits.shape[0]
-    counts = np.zeros((n_tasks, _RADIX_SIZE), dtype=np.int64)
+    counts = np.zeros((n_tasks, RADIX_SIZE), dtype=np.int64)
     width = S_bits.itemsize * 8
-    whole_key = shift + _RADIX_BITS >= width
-    top_shift = min(shift + _RADIX_BITS, width - 1)  # a shift by >= width is undefined
+    whole_key = shift + RADIX_BITS >= width
+    top_shift = min(shift + RADIX_BITS, width - 1)  # a shift by >= width is undefined
     for task in prange(n_tasks):
         task_counts = counts[task]
         for i in range(task * n_rows // n_tasks, (task + 1) * n_rows // n_tasks):
@@ -164,12 +164,12 @@ def _digit_histogram(S_bits, prefix, shift, n_tasks):
             for j in range(row.size):
                 key = order_key(row[j])
                 if whole_key or (key >> top_shift) == prefix:
-                    task_counts[(key >> shift) & (_RADIX_SIZE - 1)] += 1
+                    task_counts[(key >> shift) & (RADIX_SIZE - 1)] += 1
     return counts.sum(axis=0)
 
 
 @parallel_kernel
-def _count_not_above_and_next(S_bits, key, n_tasks):
+def count_not_above_and_next(S_bits, key, n_tasks):
     """Number of keys <= ``key`` and the smallest key above it."""
     n_rows = S_bits.shape[0]
     not_above = np.zeros(n_tasks, dtype=np.int64)
@@ -188,13 +188,13 @@ def _count_not_above_and_next(S_bits, key, n_tasks):
     return not_above.sum(), above.min()
 
 
-def _excluded_digit_histogram(excluded_keys, prefix, shift):
-    """:func:`_digit_histogram` of a few keys, in NumPy."""
+def excluded_digit_histogram(excluded_keys, prefix, shift):
+    """:func:`digit_histogram` of a few keys, in NumPy."""
     width = excluded_keys.itemsize * 8
-    if shift + _RADIX_BITS < width:
-        excluded_keys = excluded_keys[(excluded_keys >> (shift + _RADIX_BITS)) == prefix]
-    digits = (excluded_keys >> shift) & (_RADIX_SIZE - 1)
-    return np.bincount(digits.astype(np.intp), minlength=_RADIX_SIZE)
+    if shift + RADIX_BITS < width:
+        excluded_keys = excluded_keys[(excluded_keys >> (shift + RADIX_BITS)) == prefix]
+    digits = (excluded_keys >> shift) & (RADIX_SIZE - 1)
+    return np.bincount(digits.astype(np.intp), minlength=RADIX_SIZE)
 
 
 def _select_key(S_bits, rank, n_tasks, excluded_keys=None):
@@ -202,33 +202,33 @@ def _select_key(S_bits, rank, n_tasks, excluded_keys=None):
     leaving out one occurrence of each of ``excluded_keys`` if given."""
     width = S_bits.itemsize * 8
     prefix = 0
-    for shift in range(width - _RADIX_BITS, -1, -_RADIX_BITS):
-        counts = _digit_histogram(S_bits, prefix, shift, n_tasks)
+    for shift in range(width - RADIX_BITS, -1, -RADIX_BITS):
+        counts = digit_histogram(S_bits, prefix, shift, n_tasks)
         if excluded_keys is not None:
-            counts = counts - _excluded_digit_histogram(excluded_keys, prefix, shift)
-        if shift == width - _RADIX_BITS:
+            counts = counts - excluded_digit_histogram(excluded_keys, prefix, shift)
+        if shift == width - RADIX_BITS:
             # The top digit carries the sign: visit it in signed order.
-            order = np.r_[np.arange(_RADIX_SIZE // 2, _RADIX_SIZE), np.arange(_RADIX_SIZE // 2)]
+            order = np.r_[np.arange(RADIX_SIZE // 2, RADIX_SIZE), np.arange(RADIX_SIZE // 2)]
         else:
-            order = np.arange(_RADIX_SIZE)
+            order = np.arange(RADIX_SIZE)
         cumulative = np.cumsum(counts[order])
         position = int(np.searchsorted(cumulative, rank, side="right"))
         digit = int(order[position])
         rank -= int(cumulative[position - 1]) if position > 0 else 0
-        if shift == width - _RADIX_BITS:
-            prefix = digit - _RADIX_SIZE if digit >= _RADIX_SIZE // 2 else digit
+        if shift == width - RADIX_BITS:
+            prefix = digit - RADIX_SIZE if digit >= RADIX_SIZE // 2 else digit
         else:
-            prefix = (prefix << _RADIX_BITS) | digit
+            prefix = (prefix << RADIX_BITS) | digit
     return prefix
 
 
-def _key_to_value(key, dtype):
+def key_to_value(key, dtype):
     key_array = bits_view(np.zeros(1, dtype=dtype))
     key_array[0] = key
     return order_key(key_array).view(dtype)[0]
 
 
-def _middle_mean(low, high, dtype):
+def middle_mean(low, high, dtype):
     # np.median averages the two middle values in the array's dtype.
     return dtype.type((dtype.type(low) + dtype.type(high)) / dtype.type(2))
 
@@ -241,16 +241,16 @@ def _radix_median(S, n_tasks):
     size = S.size
     low_rank = (size - 1) // 2
     low_key = _select_key(S_bits, low_rank, n_tasks)
-    low = _key_to_value(low_key, dtype)
+    low = key_to_value(low_key, dtype)
     if size % 2 == 1:
         return dtype.type(low)
-    not_above, next_key = _count_not_above_and_next(S_bits, S_bits.dtype.type(low_key), n_tasks)
-    high = low if not_above > low_rank + 1 else _key_to_value(next_key, dtype)
-    return _middle_mean(low, high, dtype)
+    not_above, next_key = count_not_above_and_next(S_bits, S_bits.dtype.type(low_key), n_tasks)
+    high = low if not_above > low_rank + 1 else key_to_value(next_key, dtype)
+    return middle_mean(low, high, dtype)
 
 
 @parallel_kernel
-def _count_below_and_gather_window(S, low, high, window_values):
+def count_below_and_gather_window(S, low, high, window_values):
     """Count entries below ``low``; copy those in ``[low, high]`` into the
     task's row of ``window_values`` (counted even beyond its capacity, when
     the last slot is overwritten and the caller must not use the row)."""
@@ -317,7 +317,7 @@ def median_of_matrix(S, n_tasks):
     high = sample[int((0.5 + _MEDIAN_WINDOW) * _MEDIAN_SAMPLE)]
     capacity = _window_capacity(size, n_tasks)
     window_values = np.empty((n_tasks, capacity), dtype=dtype)
-    below, inside = _count_below_and_gather_window(S, low, high, window_values)
+    below, inside = count_below_and_gather_window(S, low, high, window_values)
     n_below = int(below.sum())
     window_holds_middle = n_below <= low_rank and high_rank < n_below + int(inside.sum())
     if inside.max() >= capacity or not window_holds_middle:
@@ -327,7 +327,7 @@ def median_of_matrix(S, n_tasks):
     middle = np.partition(window, ranks)[ranks]
     if size % 2 == 1:
         return dtype.type(middle[0])
-    return _middle_mean(middle[0], middle[1], dtype)
+    return middle_mean(middle[0], middle[1], dtype)
 
 
 def _remove_values(sorted_values, removed):
@@ -347,7 +347,7 @@ def _radix_off_diagonal(S, ranks, n_tasks):
     S_bits = bits_view(S)
     diagonal_keys = order_key(bits_view(np.ascontiguousarray(np.diagonal(S))))
     return np.array(
-        [_key_to_value(_select_key(S_bits, rank, n_tasks, diagonal_keys), S.dtype)
+        [key_to_value(_select_key(S_bits, rank, n_tasks, diagonal_keys), S.dtype)
          for rank in ranks],
         dtype=S.dtype,
     )
@@ -374,7 +374,7 @@ def off_diagonal_order_statistics(S, ranks, n_tasks):
     high = sample[int(high_fraction * sample.size)] if high_fraction < 1 else np.inf
     capacity = _window_capacity(S.size, n_tasks)
     window_values = np.empty((n_tasks, capacity), dtype=S.dtype)
-    below, inside = _count_below_and_gather_window(
+    below, inside = count_below_and_gather_window(
         S, S.dtype.type(low), S.dtype.type(high), window_values
     )
     if inside.max() >= capacity:

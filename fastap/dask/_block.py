@@ -196,7 +196,7 @@ class RowBlock:
         capacity = max(1, int(0.05 * self.S.size / n_tasks) + 1)
         window_values = np.empty((n_tasks, capacity), dtype=self.dtype)
         with numba_threads(self.n_threads):
-            below, inside = setup._count_below_and_gather_window(
+            below, inside = setup.count_below_and_gather_window(
                 self.S, self.dtype.type(low), self.dtype.type(high), window_values
             )
         if inside.max() >= capacity:
@@ -217,13 +217,13 @@ class RowBlock:
     def digit_histogram(self, prefix, shift, window=False):
         """16-bit digit histogram of the block's keys (or its window's)."""
         with numba_threads(self.n_threads):
-            return setup._digit_histogram(self._keys_of(window), prefix, shift, self.n_threads)
+            return setup.digit_histogram(self._keys_of(window), prefix, shift, self.n_threads)
 
     def count_not_above_and_next(self, key, window=False):
         """Number of keys <= ``key`` and the smallest key above it."""
         bits = self._keys_of(window)
         with numba_threads(self.n_threads):
-            return setup._count_not_above_and_next(bits, bits.dtype.type(key), self.n_threads)
+            return setup.count_not_above_and_next(bits, bits.dtype.type(key), self.n_threads)
 
     def diagonal(self):
         """The block's part of the diagonal of ``S`` (a copy)."""

@@ -18,7 +18,7 @@ from fastap._kernels.noise import counter_noise_seed
 from fastap._similarity import check_square, similarity_dtype, validated_preference
 from fastap.dask._cluster import start_blocks
 from fastap.dask._state import (
-    _SEGMENT_COLUMNS,
+    SEGMENT_COLUMNS,
     BlockMessageState,
     even_bounds,
     median_of_blocks,
@@ -138,7 +138,7 @@ damping_, cluster_centers_, n_features_in_, history_
         noise="counter",
         client=None,
         n_blocks=None,
-        segment_columns=_SEGMENT_COLUMNS,
+        segment_columns=SEGMENT_COLUMNS,
         timeout=None,
     ):
         self.damping = damping

@@ -28,17 +28,17 @@ import numpy as np
 
 from fastap._kernels._order import bits_view, order_key
 from fastap._kernels.setup import (
-    _RADIX_BITS,
-    _RADIX_SIZE,
-    _excluded_digit_histogram,
-    _key_to_value,
-    _middle_mean,
+    RADIX_BITS,
+    RADIX_SIZE,
+    excluded_digit_histogram,
+    key_to_value,
+    middle_mean,
 )
 
 # Columns per segment of the column-sum pipeline: small enough that block
 # p + 1 starts soon after block p, large enough that a call's latency
 # (about 1-2 ms for a Dask actor) is small against the work it carries.
-_SEGMENT_COLUMNS = 1 << 16
+SEGMENT_COLUMNS = 1 << 16
 
 
 class _Done:
@@ -73,7 +73,7 @@ def even_bounds(n_samples, n_blocks):
     return np.array([p * n_samples // n_blocks for p in range(n_blocks + 1)], dtype=np.int64)
 
 
-def column_segments(n_samples, n_blocks, segment_columns=_SEGMENT_COLUMNS):
+def column_segments(n_samples, n_blocks, segment_columns=SEGMENT_COLUMNS):
     """Column segments of the pipeline: at least ``2 (P - 1)`` when P > 1,
     so the blocks overlap, each at most ``segment_columns`` long."""
     n_segments = max(-(-n_samples // segment_columns), 2 * (n_blocks - 1), 1)
@@ -104,7 +104,7 @@ class BlockMessageState:
     """
 
     def __init__(self, blocks, bounds, dtype, preference, damping, seed,
-                 segment_columns=_SEGMENT_COLUMNS):
+                 segment_columns=SEGMENT_COLUMNS):
         self.blocks = blocks
         self.bounds = np.asarray(bounds, dtype=np.int64)
         self.n_samples = int(self.bounds[-1])
@@ -312,26 +312,26 @@ def _select_key(blocks, width, rank, window, excluded_keys=None):
     selection with 16-bit digit histograms summed over the blocks
     (integers: exact)."""
     prefix = 0
-    for shift in range(width - _RADIX_BITS, -1, -_RADIX_BITS):
+    for shift in range(width - RADIX_BITS, -1, -RADIX_BITS):
         futures = [
             blocks.call(p, "digit_histogram", prefix, shift, window) for p in range(len(blocks))
         ]
         counts = np.sum(blocks.results(futures), axis=0)
         if excluded_keys is not None:
-            counts = counts - _excluded_digit_histogram(excluded_keys, prefix, shift)
-        if shift == width - _RADIX_BITS:
+            counts = counts - excluded_digit_histogram(excluded_keys, prefix, shift)
+        if shift == width - RADIX_BITS:
             # The top digit carries the sign: visit it in signed order.
-            order = np.r_[np.arange(_RADIX_SIZE // 2, _RADIX_SIZE), np.arange(_RADIX_SIZE // 2)]
+            order = np.r_[np.arange(RADIX_SIZE // 2, RADIX_SIZE), np.arange(RADIX_SIZE // 2)]
         else:
-            order = np.arange(_RADIX_SIZE)
+            order = np.arange(RADIX_SIZE)
         cumulative = np.cumsum(counts[order])
         position = int(np.searchsorted(cumulative, rank, side="right"))
         digit = int(order[position])
         rank -= int(cumulative[position - 1]) if position > 0 else 0
-        if shift == width - _RADIX_BITS:
-            prefix = digit - _RADIX_SIZE if digit >= _RADIX_SIZE // 2 else digit
+        if shift == width - RADIX_BITS:
+            prefix = digit - RADIX_SIZE if digit >= RADIX_SIZE // 2 else digit
         else:
-            prefix = (prefix << _RADIX_BITS) | digit
+            prefix = (prefix << RADIX_BITS) | digit
     return prefix
 
 
@@ -346,8 +346,8 @@ def _middle_values(blocks, dtype, low_rank, window, n_before):
     counted = blocks.results(futures)
     not_above = n_before + sum(int(count) for count, _ in counted)
     next_key = min(int(key) for _, key in counted)
-    low = _key_to_value(low_key, dtype)
-    high = low if not_above > low_rank + 1 else _key_to_value(next_key, dtype)
+    low = key_to_value(low_key, dtype)
+    high = low if not_above > low_rank + 1 else key_to_value(next_key, dtype)
     return low, high
 
 
@@ -397,7 +397,7 @@ def median_of_blocks(blocks, bounds, dtype):
             blocks.results([blocks.call(p, "drop_window") for p in range(len(blocks))])
     if size % 2 == 1:
         return dtype.type(low)
-    return _middle_mean(low, high, dtype)
+    return middle_mean(low, high, dtype)
 
 
 def off_diagonal_quantile_of_blocks(blocks, bounds, dtype, q):
@@ -419,7 +419,7 @@ def off_diagonal_quantile_of_blocks(blocks, bounds, dtype, q):
     diagonal_keys = order_key(bits_view(np.ascontiguousarray(diagonal, dtype=dtype)))
     width = dtype.itemsize * 8
     low, high = (
-        _key_to_value(_select_key(blocks, width, rank, False, diagonal_keys), dtype)
+        key_to_value(_select_key(blocks, width, rank, False, diagonal_keys), dtype)
         for rank in (lower, upper)
     )
     return dtype.type(np.quantile(np.array([low, high], dtype=dtype), virtual_index - lower))

@@ -6,6 +6,7 @@ import numba
 import numpy as np
 import pytest
 from scipy import sparse
+from sklearn.cluster import AffinityPropagation as SklearnAP
 from sklearn.metrics import adjusted_rand_score
 
 from fastap import AffinityPropagation, _graph, _neighbors, _resources, _run, _sparse
@@ -303,6 +304,28 @@ def test_isolated_samples_are_their_own_exemplars_without_nan():
         assert i in result.cluster_centers_indices
     # No sample stores a pair with 39: nobody can join its cluster.
     assert np.sum(result.labels == result.labels[39]) == 1
+
+
+@pytest.mark.parametrize(
+    "S, preference",
+    [
+        ([[-5, -5, -5], [-2, -5, -5], [-2, -5, -2]], -2.0),
+        ([[-5, 0, -1], [-1, -2, -2], [-5, -1, -1]], -1.0),
+        ([[-1, 0, -5, -5], [0, -1, -2, -1], [-2, -2, 0, -5], [-2, -1, -5, -5]], -1.0),
+    ],
+)
+def test_complete_graph_with_ties_matches_sklearn(S, preference):
+    # Few distinct values: A(k, k) + R(k, k) lands exactly on 0, where an
+    # exemplar test ">= 0" instead of "> 0" changes the result (these were
+    # found by running scikit-learn's loop with its test flipped).
+    S = np.array(S, dtype=np.float64)
+    ours = AffinityPropagation(
+        affinity="precomputed", preference=preference, random_state=0
+    ).fit(complete_csr(S))
+    theirs = SklearnAP(affinity="precomputed", preference=preference, random_state=0).fit(S)
+    np.testing.assert_array_equal(ours.cluster_centers_indices_, theirs.cluster_centers_indices_)
+    np.testing.assert_array_equal(ours.labels_, theirs.labels_)
+    assert ours.n_iter_ == theirs.n_iter_
 
 
 def test_only_diagonal_stored_gives_one_cluster_per_sample():

@@ -21,8 +21,10 @@ Usage::
     python tests/mutation.py --check          # does every mutant still apply? (seconds)
 
 Each mutant compiles the kernels afresh (its sources differ, so the kernel
-cache is keyed apart; a fresh cache folder is used anyway): count about a
-minute of compilation per mutant on a 2-core machine.
+cache is keyed apart; a fresh cache folder is used anyway). Measured on a
+2-core VM under a load of 11-13 (other sessions' work): 17 mutants in 29 min
+with --jobs 2, of which 11 min for the baseline and 22-157 s per mutant
+(432 s when the first test file passes whole).
 """
 
 import argparse
@@ -164,7 +166,7 @@ MUTANTS = [
         "nearest-exemplar-last-maximum",
         "a sample joins the last of equally similar exemplars (scikit-learn: the first)",
         Edit(ASSIGN, "            if value > best_value:\n", "            if value >= best_value:\n"),
-        ["tests/test_parity.py", "tests/test_properties.py"],
+        ["tests/test_properties.py", "tests/test_parity.py"],
     ),
     mutant(
         "sparse-exemplar-test-ge",

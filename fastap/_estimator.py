@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from fastap import _resources, _run
 from fastap._dense import DenseMessageState, MessageMatrices
-from fastap._kernels import setup
+from fastap._kernels import noise, setup
 from fastap._lean import LeanMessageState
 from fastap._neighbors import fit_nearest_neighbors
 from fastap._search import run_or_search
@@ -175,6 +175,13 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         ``converged_`` is True only if every level converged. Not available
         for a sparse precomputed matrix (it needs the features).
 
+    noise : {'sklearn', 'counter'}, default='sklearn'
+        (fastap) The degeneracy noise. 'sklearn': scikit-learn's, one
+        serial ``RandomState`` stream over the N x N similarities. 'counter':
+        the noise of entry (i, k) is a pure function of (random_state, i, k)
+        (``fastap/_kernels/noise.py``), the noise of the distributed engine
+        (:mod:`fastap.dask`), whose results it then equals bitwise. Dense
+        similarities only.
     engine : {'auto', 'stored', 'lean'}, default='auto'
         (fastap) The dense engine's messages. 'stored' keeps ``S``, ``R`` and
         ``A`` (float64: bitwise scikit-learn's messages); 'lean' keeps only
@@ -328,6 +335,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         "metric": [StrOptions({"euclidean", "cosine"})],
         "merge_fragments": ["boolean", StrOptions({"auto"})],
         "engine": [StrOptions({"auto", "stored", "lean"})],
+        "noise": [StrOptions({"sklearn", "counter"})],
     }
 
     def __init__(
@@ -353,6 +361,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         metric="euclidean",
         merge_fragments="auto",
         engine="auto",
+        noise="sklearn",
     ):
         self.damping = damping
         self.max_iter = max_iter
@@ -374,6 +383,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         self.metric = metric
         self.merge_fragments = merge_fragments
         self.engine = engine
+        self.noise = noise
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -408,6 +418,11 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
             if self.affinity == "nearest_neighbors" or (
                 self.affinity == "precomputed" and sparse.issparse(X)
             ):
+                if self.noise == "counter":
+                    raise ValueError(
+                        "noise='counter' is available for dense similarities only; sparse "
+                        "graphs use noise='sklearn'."
+                    )
                 fitted = self._fit_sparse(X, n_threads)
             else:
                 fitted = self._fit_dense(X, n_threads)
@@ -474,7 +489,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         engine = LeanMessageState if self._uses_lean_engine(S.dtype, warm) else DenseMessageState
         state = engine(
             S, S.dtype.type(0) if preference is None else preference,
-            damping=options.damping, random_state=check_random_state(self.random_state),
+            damping=options.damping, random_state=self._noise_stream(),
             n_threads=n_threads, matrices=matrices, warm_messages=warm,
         )
         result = run_or_search(state, options, n_clusters=self.n_clusters,
@@ -482,6 +497,14 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         if result.preference is not None:
             preference = np.asarray(result.preference)
         return _Fitted(result, S, preference, X)
+
+    def _noise_stream(self):
+        """What the dense engine draws its noise from: the random state, or
+        the counter normals standing in for it (``noise="counter"``)."""
+        random_state = check_random_state(self.random_state)
+        if self.noise == "counter":
+            return noise.CounterNoiseStream(noise.counter_noise_seed(random_state))
+        return random_state
 
     def _uses_lean_engine(self, dtype, warm):
         """The lean engine: asked for, or float32 under 'auto' when the

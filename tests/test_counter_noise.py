@@ -162,3 +162,21 @@ def test_seed_from_random_state():
     state = np.random.RandomState(3)
     assert noise.counter_noise_seed(state) == noise.counter_noise_seed(3)
     assert 0 <= noise.counter_noise_seed(None) < 2**63
+
+
+def test_counter_noise_stream_draws_rows_in_order_and_dense_only():
+    stream = noise.CounterNoiseStream(6)
+    first, second = stream.standard_normal((3, 20)), stream.standard_normal((4, 20))
+    assert np.array_equal(np.concatenate([first, second]), _normals(6, 0, 7, 20))
+    with pytest.raises(ValueError, match="dense similarities only"):
+        stream.standard_normal(5)
+
+
+def test_estimator_noise_counter_is_dense_only():
+    from scipy import sparse
+
+    from fastap import AffinityPropagation
+
+    S = sparse.random(20, 20, density=0.5, random_state=0, format="csr")
+    with pytest.raises(ValueError, match="dense similarities only"):
+        AffinityPropagation(affinity="precomputed", noise="counter").fit(S)

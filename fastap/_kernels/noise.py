@@ -169,6 +169,34 @@ def add_counter_noise_to_matrix(S, seed):
     return diagonal_normals
 
 
+class CounterNoiseStream:
+    """Stands in for the ``RandomState`` the dense engines draw their noise
+    from, giving the counter normals instead (``noise="counter"``).
+
+    The engines draw the N x N normals by blocks of rows, first row first
+    (``_dense.add_degeneracy_noise``); each ``standard_normal((rows, n))``
+    returns the counter normals of the next ``rows`` rows, so the engine's
+    own code adds bitwise the noise of :func:`add_counter_noise`. Only
+    such row blocks can be drawn: the sparse engine's noise is refused.
+    """
+
+    def __init__(self, seed):
+        self.seed = int(seed)
+        self._next_row = 0
+
+    def standard_normal(self, size):
+        if np.ndim(size) != 1 or len(size) != 2:
+            raise ValueError(
+                "noise='counter' is available for dense similarities only; sparse graphs use "
+                "noise='sklearn'."
+            )
+        n_rows, n_columns = (int(k) for k in size)
+        out = np.empty((n_rows, n_columns))
+        counter_normals(self.seed, self._next_row, n_rows, n_columns, out)
+        self._next_row += n_rows
+        return out
+
+
 def counter_noise_seed(random_state):
     """The counter noise's seed for a ``random_state`` (int, RandomState or None).
 

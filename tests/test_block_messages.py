@@ -58,27 +58,11 @@ def _stand_in(S_raw, bounds, preference, damping, n_threads=1, segment_columns=3
     return state
 
 
-class _CounterNormals:
-    """Stands in for the single machine's RandomState: the dense engine draws
-    its noise by row blocks in stream order, and gets the counter normals of
-    those rows, so it runs with the counter noise through its own code."""
-
-    def __init__(self, seed):
-        self.seed = seed
-        self.row = 0
-
-    def standard_normal(self, size):
-        n_rows, n_columns = size
-        out = np.empty(size)
-        noise.counter_normals(self.seed, self.row, n_rows, n_columns, out)
-        self.row += n_rows
-        return out
-
-
 def _single_machine(S_raw, preference, damping, n_threads):
     S = S_raw.copy()
     state = _dense.DenseMessageState(
-        S, preference, damping=damping, random_state=_CounterNormals(SEED), n_threads=n_threads
+        S, preference, damping=damping, random_state=noise.CounterNoiseStream(SEED),
+        n_threads=n_threads,
     )
     state.prepare()
     return S, state
@@ -267,7 +251,8 @@ def test_whole_runs_through_the_run_loop_equal_the_dense_engine(dtype):
     state = BlockMessageState(blocks, bounds, dtype, preference, 0.5, SEED)
     result = _run.run(state, options)
     dense = _dense.DenseMessageState(
-        S_raw.copy(), preference, damping=0.5, random_state=_CounterNormals(SEED), n_threads=2
+        S_raw.copy(), preference, damping=0.5, random_state=noise.CounterNoiseStream(SEED),
+        n_threads=2,
     )
     expected = _run.run(dense, options)
     assert expected.converged and result.converged

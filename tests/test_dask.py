@@ -50,27 +50,13 @@ def client():
     cluster.close(timeout=30)
 
 
-class _CounterNormals:
-    """The dense engine's RandomState, giving counter normals in stream order."""
-
-    def __init__(self, seed):
-        self.seed = seed
-        self.row = 0
-
-    def standard_normal(self, size):
-        out = np.empty(size)
-        noise.counter_normals(self.seed, self.row, size[0], size[1], out)
-        self.row += size[0]
-        return out
-
-
 def _single_machine(S, random_state, preference=None, **options):
     """The dense engine with the counter noise, through the same run loop."""
     if preference is None:
         preference = np.asarray(setup.median_of_matrix(S, n_tasks=2))
     state = _dense.DenseMessageState(
         S, preference, damping=options.get("damping", 0.5),
-        random_state=_CounterNormals(noise.counter_noise_seed(random_state)), n_threads=1,
+        random_state=noise.CounterNoiseStream(noise.counter_noise_seed(random_state)), n_threads=1,
     )
     return _run.run(state, _run.RunOptions(**options))
 

@@ -339,7 +339,8 @@ class Monitors:
     search): adaptive damping, history, progress, the callback's count, the
     recent exemplar changes (for the non-convergence advice)."""
 
-    # Iterations of exemplar changes kept for the advice.
+    # Iterations of exemplar changes kept for the advice (it reads the last
+    # max(2 * convergence_iter, 30)).
     RECENT_CHANGES = 60
 
     def __init__(self, state, options, adaptive_damping=None, progress=True):
@@ -351,6 +352,7 @@ class Monitors:
         self.iterations_before = 0
         self.started = time.perf_counter()
         self.recent_changes = []
+        self.recent_length = max(self.RECENT_CHANGES, 2 * options.convergence_iter)
 
 
 class LoopOutcome(NamedTuple):
@@ -380,7 +382,7 @@ def iterate_until_converged(state, options, monitors):
         n_exemplars, n_changed = state.iterate()
         unchanged_run = unchanged_run + 1 if (iteration > 0 and n_changed == 0) else 1
         monitors.recent_changes.append(int(n_changed))
-        del monitors.recent_changes[: -Monitors.RECENT_CHANGES]
+        del monitors.recent_changes[: -monitors.recent_length]
         if monitors.history is not None:
             monitors.history.record(state, n_exemplars, n_changed, damping)
         monitors.progress.update(iteration, n_exemplars, n_changed)

@@ -105,10 +105,10 @@ def demo(n_samples, dtype, compare, n_jobs, affinity="euclidean", n_neighbors=No
     from sklearn.metrics import adjusted_rand_score
 
     from fastap import AffinityPropagation
-    from fastap._cli_fit import _check_memory_early
+    from fastap._cli_fit import check_memory_early
 
     if affinity == "euclidean":
-        _check_memory_early(n_samples, dtype)  # before generating data and compiling
+        check_memory_early(n_samples, dtype)  # before generating data and compiling
     X, _ = make_blobs(
         n_samples=n_samples, n_features=8, centers=10, cluster_std=1.0, random_state=0
     )

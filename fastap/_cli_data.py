@@ -215,48 +215,11 @@ def _fields(line, delimiter):
 
 
 def _read_csv(path, delimiter, delimiter_given, index_col, columns):
-    import pandas as pd
-
-    try:
-        first = next(_content_lines(path), None)
-    except UnicodeDecodeError as error:
-        raise CommandError(
-            f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8"
-        ) from error
-    if first is None:
-        raise CommandError(f"{path}: no data")
-    first_fields = _fields(first[1], delimiter)
-    if not delimiter_given:
-        # A ';' is a separator (spreadsheets in locales with decimal commas
-        # write them); a tab or '|' when there is no comma at all.
-        for other, option in _OTHER_DELIMITERS.items():
-            if other in first[1] and (other == ";" or len(first_fields) == 1):
-                decimals = (
-                    " (decimal commas are not read: write 1.5, not 1,5)"
-                    if other == ";" and re.search(r"[0-9],[0-9]", first[1]) else ""
-                )
-                raise CommandError(
-                    f"{path}, row {first[0]}: the fields seem separated by {other!r}: "
-                    f"use {option}{decimals}"
-                )
+    first_fields = _first_fields(path, delimiter, delimiter_given)
     # A header: the first line has a field that is not a number (an empty
     # field is a missing value, as in pandas' index header ",x,y").
     has_header = any(field.strip() and not _is_number(field) for field in first_fields)
-    try:
-        frame = pd.read_csv(
-            path, sep=delimiter, header=0 if has_header else None, comment="#",
-            skip_blank_lines=True, skipinitialspace=True, encoding="utf-8-sig",
-            low_memory=False,
-        )
-    except pd.errors.EmptyDataError:
-        raise CommandError(f"{path}: no data") from None
-    except pd.errors.ParserError as error:
-        raise CommandError(_ragged_row(path, delimiter) or f"{path}: cannot read: "
-                           f"{_one_line(error)}") from error
-    except UnicodeDecodeError as error:
-        raise CommandError(
-            f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8"
-        ) from error
+    frame = _read_frame(path, delimiter, has_header)
     names = [field.strip() for field in first_fields] if has_header else None
     if names is not None and len(names) != frame.shape[1]:
         names = [str(name) for name in frame.columns]
@@ -286,23 +249,7 @@ def _read_csv(path, delimiter, delimiter_given, index_col, columns):
     if not chosen:
         raise CommandError(f"{path}: no feature column left")
 
-    values = np.empty((frame.shape[0], len(chosen)), dtype=np.float64)
-    for position, j in enumerate(chosen):
-        column = frame.iloc[:, j]
-        if column.dtype.kind not in "biuf":
-            numbers = pd.to_numeric(column, errors="coerce")
-            not_numbers = np.flatnonzero(numbers.isna().to_numpy() & column.notna().to_numpy())
-            if not_numbers.size:
-                i = int(not_numbers[0])
-                text = str(column.iloc[i])
-                hint = ""
-                for other, option in _OTHER_DELIMITERS.items():
-                    if other in text and other != delimiter:
-                        hint = f" (fields separated by {other!r}? use {option})"
-                        break
-                raise CommandError(f'{place(i, j)}: "{text}" is not a number{hint}')
-            column = numbers
-        values[:, position] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    values = _numeric_columns(frame, chosen, place, delimiter)
 
     def describe(i, position):
         j = chosen[position]
@@ -323,6 +270,79 @@ def _read_csv(path, delimiter, delimiter_given, index_col, columns):
     feature_names = [names[j] or f"column {j + 1}" for j in chosen] if names else None
     index_name = None if index_column is None else column_name(index_column)
     return Data(values, feature_names, index_name)
+
+
+def _first_fields(path, delimiter, delimiter_given):
+    """The fields of the first content line; an error naming ``--delimiter``
+    when the file is clearly separated by something else."""
+    try:
+        first = next(_content_lines(path), None)
+    except UnicodeDecodeError as error:
+        raise CommandError(
+            f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8"
+        ) from error
+    if first is None:
+        raise CommandError(f"{path}: no data")
+    first_fields = _fields(first[1], delimiter)
+    if not delimiter_given:
+        # A ';' is a separator (spreadsheets in locales with decimal commas
+        # write them); a tab or '|' when there is no comma at all.
+        for other, option in _OTHER_DELIMITERS.items():
+            if other in first[1] and (other == ";" or len(first_fields) == 1):
+                decimals = (
+                    " (decimal commas are not read: write 1.5, not 1,5)"
+                    if other == ";" and re.search(r"[0-9],[0-9]", first[1]) else ""
+                )
+                raise CommandError(
+                    f"{path}, row {first[0]}: the fields seem separated by {other!r}: "
+                    f"use {option}{decimals}"
+                )
+    return first_fields
+
+
+def _read_frame(path, delimiter, has_header):
+    import pandas as pd
+
+    try:
+        return pd.read_csv(
+            path, sep=delimiter, header=0 if has_header else None, comment="#",
+            skip_blank_lines=True, skipinitialspace=True, encoding="utf-8-sig",
+            low_memory=False,
+        )
+    except pd.errors.EmptyDataError:
+        raise CommandError(f"{path}: no data") from None
+    except pd.errors.ParserError as error:
+        raise CommandError(_ragged_row(path, delimiter) or f"{path}: cannot read: "
+                           f"{_one_line(error)}") from error
+    except UnicodeDecodeError as error:
+        raise CommandError(
+            f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8"
+        ) from error
+
+
+def _numeric_columns(frame, chosen, place, delimiter):
+    """The ``chosen`` columns as float64; the first field that is not a
+    number is an error at its place (``place(i, j)``)."""
+    import pandas as pd
+
+    values = np.empty((frame.shape[0], len(chosen)), dtype=np.float64)
+    for position, j in enumerate(chosen):
+        column = frame.iloc[:, j]
+        if column.dtype.kind not in "biuf":
+            numbers = pd.to_numeric(column, errors="coerce")
+            not_numbers = np.flatnonzero(numbers.isna().to_numpy() & column.notna().to_numpy())
+            if not_numbers.size:
+                i = int(not_numbers[0])
+                text = str(column.iloc[i])
+                hint = ""
+                for other, option in _OTHER_DELIMITERS.items():
+                    if other in text and other != delimiter:
+                        hint = f" (fields separated by {other!r}? use {option})"
+                        break
+                raise CommandError(f'{place(i, j)}: "{text}" is not a number{hint}')
+            column = numbers
+        values[:, position] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return values
 
 
 def _is_row_numbers(column):

@@ -37,6 +37,14 @@ def add_parser(commands):
             "holding 0, 1, ..., n-1 (pandas' index) is not a feature."
         ),
     )
+    _add_problem_options(parser)
+    _add_run_options(parser)
+    _add_output_options(parser)
+    return parser
+
+
+def _add_problem_options(parser):
+    """What to cluster, and with which similarity and preference."""
     parser.add_argument("data", metavar="DATA", help="a .csv, .npy or .npz file")
     parser.add_argument(
         "--precomputed",
@@ -78,6 +86,10 @@ def add_parser(commands):
         metavar="K",
         help="search for a preference that gives K clusters",
     )
+
+
+def _add_run_options(parser):
+    """How the fit runs, and how the file is read."""
     parser.add_argument(
         "--damping",
         type=_damping,
@@ -120,6 +132,10 @@ def add_parser(commands):
         help="the feature columns, comma-separated: CSV header names or numbers from 1 "
         "(default: all)",
     )
+
+
+def _add_output_options(parser):
+    """Where the labels, summary, plot and progress go."""
     parser.add_argument(
         "--labels-out",
         default=None,
@@ -147,7 +163,6 @@ def add_parser(commands):
         help="show progress on stderr (default: only when stderr is a terminal)",
     )
     progress.add_argument("--no-progress", dest="progress", action="store_false")
-    return parser
 
 
 # --------------------------------------------------------------------------
@@ -450,7 +465,7 @@ def _first_sentence(text):
     return text if end < 0 else text[: end + 1]
 
 
-def _check_memory_early(n_samples, dtype):
+def check_memory_early(n_samples, dtype):
     """Fail before converting a precomputed matrix when the fit cannot fit
     (the estimator checks again; this only saves the conversion)."""
     from fastap._resources import check_dense_memory
@@ -460,19 +475,36 @@ def _check_memory_early(n_samples, dtype):
 
 def run_fit(args):
     """Run ``fastap fit``; raises CommandError, MemoryError or ValueError."""
-    from sklearn.exceptions import ConvergenceWarning
-
-    from fastap import AffinityPropagation
-    from fastap._advice import diagnose_non_convergence, not_converged_advice
-
     affinity = args.affinity or ("precomputed" if args.precomputed else "euclidean")
     if args.precomputed and affinity != "precomputed":
         raise CommandError(f"--precomputed and --affinity {affinity} contradict each other")
-    precomputed = affinity == "precomputed"
     if args.n_neighbors is not None and affinity != "nearest_neighbors":
         raise CommandError("--n-neighbors applies to --affinity nearest_neighbors only")
     if args.plot:
         _check_plot_possible(args.plot)
+    precomputed = affinity == "precomputed"
+    read, data, dtype, copy = _fit_input(args, precomputed)
+    labels_path = args.labels_out or _default_labels_path(args.data)
+    _check_output_folders(
+        (("labels", labels_path), ("--summary-out", args.summary_out), ("--plot", args.plot))
+    )
+    estimator = _estimator_for(args, affinity, copy)
+    changes, elapsed = _fit_reporting_warnings(estimator, data, args)
+    outcome = _non_convergence_report(estimator, changes, args)
+    labels = np.asarray(estimator.labels_, dtype=np.int64)
+    exemplars = np.asarray(estimator.cluster_centers_indices_, dtype=np.int64)
+    labels_written = _write_labels(labels, exemplars, labels_path)
+    if args.plot:
+        _draw(args.plot, data, estimator, precomputed, read.feature_names)
+    summary = _summary(args, read, data, dtype, estimator, affinity, outcome, elapsed,
+                       labels_path if labels_written else "- (the reader closed the pipe)")
+    _write_summary(summary, args.summary_out, labels_path)
+    return 0
+
+
+def _fit_input(args, precomputed):
+    """``(read, data, dtype, copy)``: the file read, as the fit's array, and
+    whether the estimator must copy it."""
     read = read_data(
         args.data, key=args.key, delimiter=args.delimiter, index_col=args.index_col,
         columns=args.columns, mmap=precomputed,
@@ -485,54 +517,56 @@ def run_fit(args):
             file=sys.stderr,
         )
     dtype = _fit_dtype(data, args.dtype)
-    n_samples = data.shape[0]
-    if precomputed:
-        if data.shape[0] != data.shape[1]:
-            raise CommandError(
-                f"{args.data}: a similarity matrix must be square, got shape {data.shape}"
-            )
-        # Before converting: the converted copy is one of the fit's three
-        # matrices, so the estimator then need not copy it again. Nor need
-        # it copy an array read from a .csv/.npz (ours alone); only the
-        # memory-mapped .npy file must stay as it is.
-        _check_memory_early(n_samples, dtype)
-        converted = data.dtype != dtype or not data.flags.c_contiguous
-        if converted:
-            data = np.ascontiguousarray(data, dtype=dtype)
-        ours = converted or (not isinstance(data, np.memmap) and data.flags.writeable)
-        copy = not ours
-    else:
-        data = np.asarray(data, dtype=dtype)
-        copy = True
+    if not precomputed:
+        return read, np.asarray(data, dtype=dtype), dtype, True
+    if data.shape[0] != data.shape[1]:
+        raise CommandError(
+            f"{args.data}: a similarity matrix must be square, got shape {data.shape}"
+        )
+    # Before converting: the converted copy is one of the fit's three
+    # matrices, so the estimator then need not copy it again. Nor need it
+    # copy an array read from a .csv/.npz (ours alone); only the
+    # memory-mapped .npy file must stay as it is.
+    check_memory_early(data.shape[0], dtype)
+    converted = data.dtype != dtype or not data.flags.c_contiguous
+    if converted:
+        data = np.ascontiguousarray(data, dtype=dtype)
+    ours = converted or (not isinstance(data, np.memmap) and data.flags.writeable)
+    return read, data, dtype, not ours
 
-    labels_path = args.labels_out or _default_labels_path(args.data)
-    outputs = (("labels", labels_path), ("--summary-out", args.summary_out), ("--plot", args.plot))
+
+def _check_output_folders(outputs):
     for option, path in outputs:
         folder = os.path.dirname(os.path.abspath(path)) if path and path != "-" else None
         if folder and not os.path.isdir(folder):
             raise CommandError(f"{option}: folder {folder} does not exist")
+
+
+def _estimator_for(args, affinity, copy):
+    from fastap import AffinityPropagation
+
     parameters = dict(
-        damping=args.damping,
-        max_iter=args.max_iter,
-        convergence_iter=args.convergence_iter,
-        preference=args.preference,
-        preference_quantile=args.preference_quantile,
-        n_clusters=args.n_clusters,
-        affinity=affinity,
-        random_state=args.random_state,
-        n_jobs=args.n_jobs,
-        copy=copy,
+        damping=args.damping, max_iter=args.max_iter, convergence_iter=args.convergence_iter,
+        preference=args.preference, preference_quantile=args.preference_quantile,
+        n_clusters=args.n_clusters, affinity=affinity, random_state=args.random_state,
+        n_jobs=args.n_jobs, copy=copy,
     )
     if args.n_neighbors is not None:
         parameters["n_neighbors"] = args.n_neighbors
-    estimator = AffinityPropagation(**parameters)
+    return AffinityPropagation(**parameters)
+
+
+def _fit_reporting_warnings(estimator, data, args):
+    """Fit with the progress bar; warnings as one line each in the CLI's
+    words. Returns the exemplar changes recorded and the fit's seconds."""
+    from sklearn.exceptions import ConvergenceWarning
+
     show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
     progress = None
     if show_progress:
         progress = ProgressBar(None if args.n_clusters else args.max_iter, sys.stderr)
     changes = ChangeRecorder(then=progress)
     estimator.set_params(callback=changes)
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         started = time.perf_counter()
@@ -549,35 +583,41 @@ def run_fit(args):
         elif issubclass(warning.category, UserWarning):
             text = in_command_line_words(_one_line(warning.message))
             print(f"fastap fit: warning: {text}", file=sys.stderr)
+    return changes, elapsed
+
+
+def _non_convergence_report(estimator, changes, args):
+    """``(diagnosis, advice)`` of a fit that did not converge (the advice
+    printed in option spelling), else ``(None, None)``."""
+    from fastap._advice import diagnose_non_convergence, not_converged_advice
+
+    if estimator.converged_ or not changes.n_changed:
+        return None, None
+    diagnosis = diagnose_non_convergence(
+        changes.n_changed, n_iter=len(changes.n_changed), max_iter=args.max_iter,
+        convergence_iter=args.convergence_iter,
+    ).kind
+    advice = not_converged_advice(
+        changes.n_changed, n_iter=len(changes.n_changed), max_iter=args.max_iter,
+        damping=float(estimator.damping_), adaptive=args.damping == "auto",
+        convergence_iter=args.convergence_iter,
+        n_exemplars=int(estimator.cluster_centers_indices_.size), style="cli",
+    )
+    print(f"fastap fit: what to do: {advice}", file=sys.stderr)
+    return diagnosis, advice
+
+
+def _summary(args, read, data, dtype, estimator, affinity, outcome, elapsed, labels_entry):
+    import resource
 
     exemplars = np.asarray(estimator.cluster_centers_indices_, dtype=np.int64)
     labels = np.asarray(estimator.labels_, dtype=np.int64)
-    converged = bool(estimator.converged_)
-    diagnosis = advice = None
-    if not converged and changes.n_changed:
-        diagnosis = diagnose_non_convergence(
-            changes.n_changed, n_iter=len(changes.n_changed), max_iter=args.max_iter,
-            convergence_iter=args.convergence_iter,
-        ).kind
-        advice = not_converged_advice(
-            changes.n_changed, n_iter=len(changes.n_changed), max_iter=args.max_iter,
-            damping=float(estimator.damping_), adaptive=args.damping == "auto",
-            convergence_iter=args.convergence_iter, n_exemplars=int(exemplars.size),
-            style="cli",
-        )
-        print(f"fastap fit: what to do: {advice}", file=sys.stderr)
-
-    labels_written = _write_labels(labels, exemplars, labels_path)
-    if args.plot:
-        _draw(args.plot, data, estimator, precomputed, read.feature_names)
-
-    import resource
-
     sizes = np.bincount(labels[labels >= 0], minlength=exemplars.size)
-    summary = {
+    diagnosis, advice = outcome
+    return {
         "data": args.data,
-        "n_samples": int(n_samples),
-        "n_features": None if precomputed else int(data.shape[1]),
+        "n_samples": int(data.shape[0]),
+        "n_features": None if affinity == "precomputed" else int(data.shape[1]),
         "features": read.feature_names,
         "index_column": read.index_column,
         "affinity": affinity,
@@ -589,14 +629,14 @@ def run_fit(args):
         # damping="auto" and the n_clusters search can raise the damping.
         "damping_used": float(estimator.damping_),
         "n_iter": int(estimator.n_iter_),
-        "converged": converged,
+        "converged": bool(estimator.converged_),
         # How a fit that did not converge ended, and what to change.
         "non_convergence": diagnosis,
         "advice": advice,
         "fit_seconds": round(elapsed, 4),
         # ru_maxrss is in KiB on Linux: the whole process, Python included.
         "peak_memory_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "labels": labels_path if labels_written else "- (the reader closed the pipe)",
+        "labels": labels_entry,
         "plot": args.plot,
         "parameters": {
             "preference": args.preference,
@@ -610,19 +650,21 @@ def run_fit(args):
             "n_neighbors": estimator.n_neighbors if affinity == "nearest_neighbors" else None,
         },
     }
+
+
+def _write_summary(summary, summary_out, labels_path):
     # One key per line, lists kept on their line (exemplars can be many).
     text = "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in summary.items())
     text += "\n}"
-    if args.summary_out == "-":
+    if summary_out == "-":
         print(text, flush=True)
-    elif args.summary_out:
-        with open(args.summary_out, "w", encoding="utf-8") as file:
+    elif summary_out:
+        with open(summary_out, "w", encoding="utf-8") as file:
             file.write(text + "\n")
     elif labels_path == "-":
         print(text, file=sys.stderr)
     else:
         print(text, flush=True)
-    return 0
 
 
 def fit_command(args):

@@ -254,7 +254,7 @@ def _parser():
         "demo", help="cluster a built-in dataset; compare with scikit-learn"
     )
     demo_parser.add_argument(
-        "--n-samples", type=_cli_fit._at_least_one("--n-samples"), default=2000
+        "--n-samples", type=_cli_fit.at_least_one("--n-samples"), default=2000
     )
     demo_parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     demo_parser.add_argument("--n-jobs", type=_cli_fit.n_jobs, default=None)
@@ -266,7 +266,7 @@ def _parser():
         "neighbour pair)",
     )
     demo_parser.add_argument(
-        "--n-neighbors", type=_cli_fit._at_least_one("--n-neighbors"), default=None,
+        "--n-neighbors", type=_cli_fit.at_least_one("--n-neighbors"), default=None,
         metavar="K", help="neighbours per sample with --affinity nearest_neighbors",
     )
     demo_parser.add_argument(

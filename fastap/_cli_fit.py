@@ -60,7 +60,7 @@ def _add_problem_options(parser):
     )
     parser.add_argument(
         "--n-neighbors",
-        type=_at_least_one("--n-neighbors"),
+        type=at_least_one("--n-neighbors"),
         default=None,
         metavar="K",
         help="neighbours per sample with --affinity nearest_neighbors (default: the "
@@ -81,7 +81,7 @@ def _add_problem_options(parser):
     )
     parser.add_argument(
         "--n-clusters",
-        type=_at_least_one("--n-clusters"),
+        type=at_least_one("--n-clusters"),
         default=None,
         metavar="K",
         help="search for a preference that gives K clusters",
@@ -97,11 +97,11 @@ def _add_run_options(parser):
         help="in [0.5, 1), or 'auto' to raise it when the fit oscillates (default 0.5)",
     )
     parser.add_argument(
-        "--max-iter", type=_at_least_one("--max-iter"), default=200, help="(default 200)"
+        "--max-iter", type=at_least_one("--max-iter"), default=200, help="(default 200)"
     )
     parser.add_argument(
         "--convergence-iter",
-        type=_at_least_one("--convergence-iter"),
+        type=at_least_one("--convergence-iter"),
         default=15,
         help="(default 15)",
     )
@@ -185,7 +185,7 @@ def _damping(text):
     return value
 
 
-def _at_least_one(option):
+def at_least_one(option):
     """An argparse type: an integer of at least 1 (``option`` names it in the docs)."""
 
     def integer(text):

@@ -154,14 +154,14 @@ class LeanMessageState(DenseMessageState):
         )
         if self.parallel:
             with numba.parallel_chunksize(1):  # groups handed out one at a time
-                lean_messages.update_messages_parallel(*arguments)
+                lean_messages.update_lean_messages_parallel(*arguments)
         else:
-            lean_messages.update_messages_serial(*arguments)
+            lean_messages.update_lean_messages_serial(*arguments)
         messages.add_group_sums(self.group_sums, self.col_sum_acc)
         self.scale = scale
         self.last_damping = damping
         self.availability_pending = True
-        result = lean_messages.finish_iteration(
+        result = lean_messages.finish_lean_iteration(
             self.A, self.R_diagonal, self.col_sum, self.col_sum_acc, dtype(damping),
             dtype(one_minus_damping), self.is_exemplar,
         )
@@ -171,7 +171,7 @@ class LeanMessageState(DenseMessageState):
     def complete_availability(self):
         if self.availability_pending:
             dtype = self.dtype.type
-            lean_messages.complete_availability(
+            lean_messages.complete_lean_availability(
                 self.S, self.A, self.col_sum, self.row_offset, self.correction_columns,
                 self.correction_values, self.correction_count, dtype(self.scale),
                 dtype(self.last_damping), dtype(1 - self.last_damping),
@@ -181,7 +181,7 @@ class LeanMessageState(DenseMessageState):
     def set_preference(self, preference, *, shift_messages):
         """See ``_run.MessageState``. The off-diagonal ``R`` does not read
         ``S``'s diagonal, so only ``R``'s diagonal, the column sums and ``A``
-        move (``lean_messages.shift_preference``, which also completes ``A``)."""
+        move (``lean_messages.shift_lean_preference``, which also completes ``A``)."""
         dtype = self.dtype.type
         S = self.S
         n = self.n_samples
@@ -194,7 +194,7 @@ class LeanMessageState(DenseMessageState):
         self._objective.invalidate()
         if shift_messages:
             delta = np.full(n, dtype(preference) - dtype(self._scalar_preference), dtype=S.dtype)
-            lean_messages.shift_preference(
+            lean_messages.shift_lean_preference(
                 S, self.A, self.col_sum, self.R_diagonal, self.row_offset,
                 self.correction_columns, self.correction_values, self.correction_count, delta,
                 self.availability_pending, dtype(self.scale), dtype(self.last_damping),

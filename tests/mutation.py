@@ -82,7 +82,7 @@ MUTANTS = [
     mutant(
         "next-availability-damping-swapped",
         "availability update weighs old and new with 1-d and d swapped (the issue's "
-        "_next_availability experiment; invisible at damping 0.5)",
+        "next_availability experiment; invisible at damping 0.5)",
         Edit(MESSAGES, "    return a * damping - clipped * one_minus_damping\n",
              "    return a * one_minus_damping - clipped * damping\n"),
         ["tests/test_sparse.py", "tests/test_kernels.py"],
@@ -196,10 +196,10 @@ MUTANTS = [
         "a row's availabilities of the previous iteration finished with this "
         "iteration's damping (visible only when the damping changes)",
         Edit(MESSAGES,
-             "        col_sum_acc[k] += max(r, zero)\n        a = _next_availability(\n"
+             "        col_sum_acc[k] += max(r, zero)\n        a = next_availability(\n"
              "            A_next[k], R_next[k], col_sum[k], previous_damping, "
              "previous_one_minus_damping, zero\n",
-             "        col_sum_acc[k] += max(r, zero)\n        a = _next_availability(\n"
+             "        col_sum_acc[k] += max(r, zero)\n        a = next_availability(\n"
              "            A_next[k], R_next[k], col_sum[k], damping, one_minus_damping, zero\n"),
         ["tests/test_damping_schedule.py"],
     ),

@@ -112,6 +112,6 @@ def test_parallel_noise_addition_matches_numpy(float_dtype):
     expected = S.copy()
     expected += (info.eps * expected + info.tiny * 100) * noise
     ours = S.copy()
-    legacy_normal.add_degeneracy_noise(ours.reshape(-1), noise.reshape(-1), info.eps,
+    legacy_normal.add_degeneracy_noise_parallel(ours.reshape(-1), noise.reshape(-1), info.eps,
                                        info.tiny * 100)
     np.testing.assert_array_equal(ours, expected)

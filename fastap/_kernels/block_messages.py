@@ -51,13 +51,13 @@ from numba import prange
 
 from fastap._kernels._jit import parallel_kernel, serial_kernel
 from fastap._kernels.messages import (
-    _add_positive_part,
-    _availability_and_values,
-    _finish_availability_row,
-    _responsibility_row,
-    _responsibility_sums_then_next_availability,
-    _responsibility_then_next_availability,
-    _search_row,
+    add_positive_part,
+    availability_and_values,
+    finish_availability_row,
+    responsibility_row,
+    responsibility_sums_then_next_availability,
+    responsibility_then_next_availability,
+    search_row,
 )
 
 # Columns per task in step 4: long enough to stream, short enough to split
@@ -76,39 +76,39 @@ def _update_rows_of_block(
     the global rows ``r + row_offset``."""
     if first >= last:
         return
-    _availability_and_values(
+    availability_and_values(
         first + row_offset, S[first], A[first], R[first], col_sum, previous_damping,
         previous_one_minus_damping, finish_previous, row_values,
     )
-    best_index, best_value, second_value = _search_row(row_values, chunk_top)
+    best_index, best_value, second_value = search_row(row_values, chunk_top)
     for r in range(first, last):
         j = r + 1
         has_next = j < last
         if has_next and finish_previous and accumulate:
-            _responsibility_sums_then_next_availability(
+            responsibility_sums_then_next_availability(
                 r + row_offset, S[r], R[r], best_index, best_value, second_value,
                 j + row_offset, S[j], A[j], R[j], col_sum, col_sum_acc, damping,
                 one_minus_damping, previous_damping, previous_one_minus_damping, row_values,
             )
         elif has_next and finish_previous:
-            _responsibility_then_next_availability(
+            responsibility_then_next_availability(
                 S[r], R[r], best_index, best_value, second_value, j + row_offset, S[j], A[j],
                 R[j], col_sum, damping, one_minus_damping, previous_damping,
                 previous_one_minus_damping, row_values,
             )
         else:
-            _responsibility_row(
+            responsibility_row(
                 S[r], R[r], best_index, best_value, second_value, damping, one_minus_damping
             )
             if accumulate:
-                _add_positive_part(r + row_offset, R[r], col_sum_acc)
+                add_positive_part(r + row_offset, R[r], col_sum_acc)
             if has_next:
-                _availability_and_values(
+                availability_and_values(
                     j + row_offset, S[j], A[j], R[j], col_sum, previous_damping,
                     previous_one_minus_damping, finish_previous, row_values,
                 )
         if has_next:
-            best_index, best_value, second_value = _search_row(row_values, chunk_top)
+            best_index, best_value, second_value = search_row(row_values, chunk_top)
 
 
 @parallel_kernel
@@ -178,7 +178,7 @@ def finish_block_availability(A, R, row_offset, col_sum, damping, one_minus_damp
     with that iteration's damping (``messages.complete_availability`` on
     the block's rows). Rows are independent."""
     for r in prange(A.shape[0]):
-        _finish_availability_row(
+        finish_availability_row(
             r + row_offset, A[r], R[r], col_sum, damping, one_minus_damping
         )
 
@@ -201,7 +201,7 @@ def add_rows_positive_parts(R, first, last, row_offset, column_start, target):
         target_segment = target[start:stop]
         first_column = column_start + start
         for r in range(first, last):
-            _add_positive_part(
+            add_positive_part(
                 r + row_offset - first_column, R[r, first_column : column_start + stop],
                 target_segment,
             )

@@ -99,7 +99,7 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from fastap._kernels._jit import parallel_kernel, serial_kernel
-from fastap._kernels.messages import _next_availability
+from fastap._kernels.messages import SEARCH_CHUNK, next_availability, search_chunks
 
 INITIAL_CAPACITY = 8
 MAX_CAPACITY = 256
@@ -189,15 +189,7 @@ def _rebuilt(scale, s, offset, correction):
 # chunk's maximum.
 # --------------------------------------------------------------------------
 
-# Elements per search chunk: larger chunks cost less slicing per element,
-# smaller ones less to form again (N / 1024 chunks per row).
-SEARCH_CHUNK = 256
-
-
-@serial_kernel
-def search_chunks(n_samples):
-    """Number of search chunks in a row, the length of a ``chunk_top`` row."""
-    return (n_samples + SEARCH_CHUNK - 1) // SEARCH_CHUNK
+# Elements per search chunk: messages.py's (search_chunks counts them).
 
 
 @intrinsic
@@ -274,7 +266,7 @@ def _chunk_availability_keys(lo, hi, S_j, A_j, col_sum, scale, offset, damping, 
     top = float_key(S_j.dtype.type(-np.inf))
     for k in range(lo, hi):
         r = scale * S_j[k] - offset
-        a = _next_availability(A_j[k], r, col_sum[k], damping, one_minus_damping, zero)
+        a = next_availability(A_j[k], r, col_sum[k], damping, one_minus_damping, zero)
         A_j[k] = a
         key = float_key(a + S_j[k] + zero)
         top = key if key > top else top
@@ -293,7 +285,7 @@ def _chunk_sums_availability_keys(
     for k in range(lo, hi):
         group_sum[k] += max(scale * S_i[k] - offset, zero)
         r = next_scale * S_j[k] - next_offset
-        a = _next_availability(A_j[k], r, col_sum[k], damping, one_minus_damping, zero)
+        a = next_availability(A_j[k], r, col_sum[k], damping, one_minus_damping, zero)
         A_j[k] = a
         key = float_key(a + S_j[k] + zero)
         top = key if key > top else top
@@ -455,7 +447,7 @@ def _fix_availability(
     for m in range(n_entries):
         k = columns[m]
         r = _rebuilt(scale, S_row[k], offset, dtype(values[m]))
-        a = _next_availability(dtype(saved[m]), r, col_sum[k], damping, one_minus_damping, zero)
+        a = next_availability(dtype(saved[m]), r, col_sum[k], damping, one_minus_damping, zero)
         A_row[k] = a
         chunk = k // SEARCH_CHUNK
         chunk_top[chunk] = max(chunk_top[chunk], float_key(a + S_row[k] + zero))
@@ -489,7 +481,7 @@ def _fix_sums(
 
 
 @serial_kernel
-def _update_rows(
+def _update_lean_rows(
     first_row, last_row, S, A, col_sum, group_sum, R_diagonal, row_offset, columns, values,
     count, evicted, finish, previous, current, resolution, chunk_values, chunk_top, saved,
     chunk_max, cold_terms,
@@ -559,7 +551,7 @@ def _update_rows(
 
 
 @serial_kernel
-def _update_group(
+def _update_lean_group(
     group, group_rows, S, A, col_sum, group_sums, R_diagonal, row_offset, columns, values,
     count, evicted, finish, previous, current, resolution, chunk_values, chunk_top, saved,
     chunk_max, cold_terms,
@@ -567,7 +559,7 @@ def _update_group(
     n = S.shape[0]
     group_sum = group_sums[group]
     group_sum[:] = 0.0
-    _update_rows(
+    _update_lean_rows(
         group * group_rows, min((group + 1) * group_rows, n), S, A, col_sum, group_sum,
         R_diagonal, row_offset, columns, values, count, evicted, finish, previous, current,
         resolution, chunk_values, chunk_top, saved, chunk_max, cold_terms,
@@ -583,7 +575,7 @@ def _update_group(
 #     in row order; the caller adds the groups in order (messages.add_group_sums).
 # evicted : ndarray (n,), float64; largest entry evicted from a full list.
 # finish : bool; False while A is complete (first iteration, after a reset).
-# previous, current : see _update_rows.
+# previous, current : see _update_lean_rows.
 # resolution : float64; half the machine epsilon of the dtype of S.
 # chunk_values : (n_threads, SEARCH_CHUNK), dtype of S; chunk_top : (n_threads,
 #     search_chunks(n)), int32 for float32 and int64 for float64 (the keys);
@@ -595,14 +587,14 @@ def _update_group(
 
 
 @serial_kernel
-def update_messages_serial(
+def update_lean_messages_serial(
     S, A, col_sum, group_sums, R_diagonal, row_offset, columns, values, count, evicted,
     finish, previous, current, resolution, chunk_values, chunk_top, saved, group_rows,
     chunk_max, cold_terms,
 ):
     """One lean pass on one thread (see the shared arguments above)."""
     for group in range(group_sums.shape[0]):
-        _update_group(
+        _update_lean_group(
             group, group_rows, S, A, col_sum, group_sums, R_diagonal, row_offset, columns,
             values, count, evicted, finish, previous, current, resolution, chunk_values[0],
             chunk_top[0], saved[0], chunk_max, cold_terms,
@@ -610,7 +602,7 @@ def update_messages_serial(
 
 
 @parallel_kernel
-def update_messages_parallel(
+def update_lean_messages_parallel(
     S, A, col_sum, group_sums, R_diagonal, row_offset, columns, values, count, evicted,
     finish, previous, current, resolution, chunk_values, chunk_top, saved, group_rows,
     chunk_max, cold_terms,
@@ -623,7 +615,7 @@ def update_messages_parallel(
     n_groups = group_sums.shape[0]
     for group in prange(n_groups):
         thread = numba.get_thread_id()
-        _update_group(
+        _update_lean_group(
             group, group_rows, S, A, col_sum, group_sums, R_diagonal, row_offset, columns,
             values, count, evicted, finish, previous, current, resolution, chunk_values[thread],
             chunk_top[thread], saved[thread], chunk_max, cold_terms,
@@ -631,7 +623,7 @@ def update_messages_parallel(
 
 
 @serial_kernel
-def finish_iteration(A, R_diagonal, col_sum, col_sum_acc, damping, one_minus_damping, is_exemplar):
+def finish_lean_iteration(A, R_diagonal, col_sum, col_sum_acc, damping, one_minus_damping, is_exemplar):
     """Close an iteration in O(n), as ``messages.finish_iteration`` with
     ``R(k, k)`` read from ``R_diagonal``. Returns ``(n_exemplars, n_changed)``."""
     n = A.shape[0]
@@ -654,7 +646,7 @@ def finish_iteration(A, R_diagonal, col_sum, col_sum_acc, damping, one_minus_dam
 
 
 @serial_kernel
-def _finish_availability_row(
+def finish_lean_availability_row(
     i, S_row, A_row, col_sum, scale, offset, columns, values, n_entries, damping,
     one_minus_damping, exact,
 ):
@@ -666,10 +658,10 @@ def _finish_availability_row(
     for m in range(n_entries):
         k = columns[m]
         r = _rebuilt(scale, S_row[k], offset, dtype(values[m]))
-        exact[m] = _next_availability(A_row[k], r, col_sum[k], damping, one_minus_damping, zero)
+        exact[m] = next_availability(A_row[k], r, col_sum[k], damping, one_minus_damping, zero)
     diagonal = A_row[i]
     for k in range(S_row.size):
-        A_row[k] = _next_availability(
+        A_row[k] = next_availability(
             A_row[k], scale * S_row[k] - offset, col_sum[k], damping, one_minus_damping, zero
         )
     for m in range(n_entries):
@@ -678,7 +670,7 @@ def _finish_availability_row(
 
 
 @parallel_kernel
-def complete_availability(
+def complete_lean_availability(
     S, A, col_sum, row_offset, columns, values, count, scale, damping, one_minus_damping
 ):
     """Finish the off-diagonal availabilities of the last iteration (as
@@ -688,14 +680,14 @@ def complete_availability(
     dtype = S.dtype.type
     for i in prange(S.shape[0]):
         exact = np.empty(columns.shape[1], dtype=np.float64)
-        _finish_availability_row(
+        finish_lean_availability_row(
             i, S[i], A[i], col_sum, scale, dtype(row_offset[i]), columns[i], values[i],
             count[i], damping, one_minus_damping, exact,
         )
 
 
 @parallel_kernel
-def shift_preference(
+def shift_lean_preference(
     S, A, col_sum, R_diagonal, row_offset, columns, values, count, delta, finish, scale,
     damping, one_minus_damping,
 ):
@@ -716,7 +708,7 @@ def shift_preference(
         n_entries = count[i]
         exact = np.empty(columns.shape[1], dtype=np.float64)
         if finish:
-            _finish_availability_row(
+            finish_lean_availability_row(
                 i, S_row, A_row, col_sum, scale, offset, columns[i], values[i], n_entries,
                 damping, one_minus_damping, exact,
             )

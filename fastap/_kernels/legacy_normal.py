@@ -261,7 +261,7 @@ def standard_normal(random_state, size):
 
 
 @parallel_kernel
-def add_degeneracy_noise(values, noise, epsilon, tiny_times_100):
+def add_degeneracy_noise_parallel(values, noise, epsilon, tiny_times_100):
     """``values += (eps * values + tiny * 100) * noise``, in place, in
     parallel over chunks of the run: element by element the arithmetic of
     ``setup.add_degeneracy_noise`` (so bitwise NumPy's on float32 and

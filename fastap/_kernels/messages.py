@@ -96,17 +96,17 @@ def _first_index_of_key(segment_bits, key):
 # The row is searched in chunks: one vectorized pass records each chunk's
 # maximum; the arg-maximum and the second maximum then need only the chunk
 # maxima and one chunk (three full passes cost twice as much).
-_SEARCH_CHUNK = 256
+SEARCH_CHUNK = 256
 
 
 @serial_kernel
 def search_chunks(n_samples):
     """Number of search chunks in a row, the length of a ``chunk_top`` row."""
-    return (n_samples + _SEARCH_CHUNK - 1) // _SEARCH_CHUNK
+    return (n_samples + SEARCH_CHUNK - 1) // SEARCH_CHUNK
 
 
 @serial_kernel
-def _search_row(row_values, chunk_top):
+def search_row(row_values, chunk_top):
     """Return ``(best_index, best_value, second_value)`` of a row.
 
     ``best_index`` is the first index of the maximum (as ``np.argmax``) and
@@ -120,13 +120,13 @@ def _search_row(row_values, chunk_top):
     best_chunk = 0
     best_key = lowest_key_like(row_bits)
     for chunk in range(n_chunks):
-        top = _max_key(row_bits[chunk * _SEARCH_CHUNK : (chunk + 1) * _SEARCH_CHUNK])
+        top = _max_key(row_bits[chunk * SEARCH_CHUNK : (chunk + 1) * SEARCH_CHUNK])
         chunk_top[chunk] = top
         if top > best_key:  # strictly: the first chunk holding the maximum
             best_key = top
             best_chunk = chunk
-    start = best_chunk * _SEARCH_CHUNK
-    best_chunk_bits = row_bits[start : start + _SEARCH_CHUNK]
+    start = best_chunk * SEARCH_CHUNK
+    best_chunk_bits = row_bits[start : start + SEARCH_CHUNK]
     offset = _first_index_of_key(best_chunk_bits, best_key)
     best_index = start + offset
 
@@ -149,7 +149,7 @@ def _search_row(row_values, chunk_top):
 
 
 @serial_kernel
-def _next_availability(a, r, col_sum_k, damping, one_minus_damping, zero):
+def next_availability(a, r, col_sum_k, damping, one_minus_damping, zero):
     """Off-diagonal availability update of one element (scalar)."""
     positive_r = max(r, zero)
     clipped = max(positive_r - col_sum_k, zero)
@@ -157,18 +157,18 @@ def _next_availability(a, r, col_sum_k, damping, one_minus_damping, zero):
 
 
 @serial_kernel
-def _next_responsibility(r, s, subtracted, damping, one_minus_damping):
+def next_responsibility(r, s, subtracted, damping, one_minus_damping):
     """Responsibility update of one element (scalar)."""
     return r * damping + (s - subtracted) * one_minus_damping
 
 
 @serial_kernel
-def _finish_availability_row(i, A_row, R_row, col_sum, damping, one_minus_damping):
+def finish_availability_row(i, A_row, R_row, col_sum, damping, one_minus_damping):
     """Off-diagonal availability update of row ``i`` (the diagonal is kept)."""
     zero = A_row.dtype.type(0)
     diagonal = A_row[i]
     for k in range(A_row.size):
-        A_row[k] = _next_availability(
+        A_row[k] = next_availability(
             A_row[k], R_row[k], col_sum[k], damping, one_minus_damping, zero
         )
     A_row[i] = diagonal
@@ -180,7 +180,7 @@ def _finish_availability_row(i, A_row, R_row, col_sum, damping, one_minus_dampin
 
 
 @serial_kernel
-def _availability_and_values(
+def availability_and_values(
     i, S_row, A_row, R_row, col_sum, previous_damping, previous_one_minus_damping,
     finish_previous, row_values,
 ):
@@ -193,7 +193,7 @@ def _availability_and_values(
         return
     diagonal = A_row[i]  # A(i, i) is already final
     for k in range(S_row.size):
-        a = _next_availability(
+        a = next_availability(
             A_row[k], R_row[k], col_sum[k], previous_damping, previous_one_minus_damping, zero
         )
         A_row[k] = a
@@ -203,20 +203,20 @@ def _availability_and_values(
 
 
 @serial_kernel
-def _responsibility_row(
+def responsibility_row(
     S_row, R_row, best_index, best_value, second_value, damping, one_minus_damping
 ):
     """Step 3 for one row; the arg-max column is compared with the second maximum."""
     r_at_best = R_row[best_index]
     for k in range(S_row.size):
-        R_row[k] = _next_responsibility(R_row[k], S_row[k], best_value, damping, one_minus_damping)
-    R_row[best_index] = _next_responsibility(
+        R_row[k] = next_responsibility(R_row[k], S_row[k], best_value, damping, one_minus_damping)
+    R_row[best_index] = next_responsibility(
         r_at_best, S_row[best_index], second_value, damping, one_minus_damping
     )
 
 
 @serial_kernel
-def _responsibility_then_next_availability(
+def responsibility_then_next_availability(
     S_row, R_row, best_index, best_value, second_value, j, S_next, A_next, R_next, col_sum,
     damping, one_minus_damping, previous_damping, previous_one_minus_damping, row_values,
 ):
@@ -225,13 +225,13 @@ def _responsibility_then_next_availability(
     r_at_best = R_row[best_index]
     next_diagonal = A_next[j]
     for k in range(S_row.size):
-        R_row[k] = _next_responsibility(R_row[k], S_row[k], best_value, damping, one_minus_damping)
-        a = _next_availability(
+        R_row[k] = next_responsibility(R_row[k], S_row[k], best_value, damping, one_minus_damping)
+        a = next_availability(
             A_next[k], R_next[k], col_sum[k], previous_damping, previous_one_minus_damping, zero
         )
         A_next[k] = a
         row_values[k] = a + S_next[k] + zero
-    R_row[best_index] = _next_responsibility(
+    R_row[best_index] = next_responsibility(
         r_at_best, S_row[best_index], second_value, damping, one_minus_damping
     )
     A_next[j] = next_diagonal
@@ -239,12 +239,12 @@ def _responsibility_then_next_availability(
 
 
 @serial_kernel
-def _responsibility_sums_then_next_availability(
+def responsibility_sums_then_next_availability(
     i, S_row, R_row, best_index, best_value, second_value, j, S_next, A_next, R_next, col_sum,
     col_sum_acc, damping, one_minus_damping, previous_damping, previous_one_minus_damping,
     row_values,
 ):
-    """As :func:`_responsibility_then_next_availability`, plus step 4 for row ``i``.
+    """As :func:`responsibility_then_next_availability`, plus step 4 for row ``i``.
 
     The loop adds ``max(R, 0)`` everywhere; the two sums that need another
     term (the arg-max column, whose ``R`` is fixed after the loop, and the
@@ -259,15 +259,15 @@ def _responsibility_sums_then_next_availability(
     sum_before_best = col_sum_acc[best_index]
     sum_before_diagonal = col_sum_acc[i]
     for k in range(S_row.size):
-        r = _next_responsibility(R_row[k], S_row[k], best_value, damping, one_minus_damping)
+        r = next_responsibility(R_row[k], S_row[k], best_value, damping, one_minus_damping)
         R_row[k] = r
         col_sum_acc[k] += max(r, zero)
-        a = _next_availability(
+        a = next_availability(
             A_next[k], R_next[k], col_sum[k], previous_damping, previous_one_minus_damping, zero
         )
         A_next[k] = a
         row_values[k] = a + S_next[k] + zero
-    R_row[best_index] = _next_responsibility(
+    R_row[best_index] = next_responsibility(
         r_at_best, S_row[best_index], second_value, damping, one_minus_damping
     )
     col_sum_acc[best_index] = sum_before_best + max(R_row[best_index], zero)
@@ -291,39 +291,39 @@ def _update_rows(
     """
     if first_row >= last_row:
         return
-    _availability_and_values(
+    availability_and_values(
         first_row, S[first_row], A[first_row], R[first_row], col_sum, previous_damping,
         previous_one_minus_damping, finish_previous, row_values,
     )
-    best_index, best_value, second_value = _search_row(row_values, chunk_top)
+    best_index, best_value, second_value = search_row(row_values, chunk_top)
     for i in range(first_row, last_row):
         j = i + 1
         has_next = j < last_row
         if has_next and finish_previous and accumulate_columns:
-            _responsibility_sums_then_next_availability(
+            responsibility_sums_then_next_availability(
                 i, S[i], R[i], best_index, best_value, second_value, j, S[j], A[j], R[j],
                 col_sum, col_sum_acc, damping, one_minus_damping, previous_damping,
                 previous_one_minus_damping, row_values,
             )
         elif has_next and finish_previous:
-            _responsibility_then_next_availability(
+            responsibility_then_next_availability(
                 S[i], R[i], best_index, best_value, second_value, j, S[j], A[j], R[j],
                 col_sum, damping, one_minus_damping, previous_damping,
                 previous_one_minus_damping, row_values,
             )
         else:
-            _responsibility_row(
+            responsibility_row(
                 S[i], R[i], best_index, best_value, second_value, damping, one_minus_damping
             )
             if accumulate_columns:
-                _add_positive_part(i, R[i], col_sum_acc)
+                add_positive_part(i, R[i], col_sum_acc)
             if has_next:
-                _availability_and_values(
+                availability_and_values(
                     j, S[j], A[j], R[j], col_sum, previous_damping, previous_one_minus_damping,
                     finish_previous, row_values,
                 )
         if has_next:
-            best_index, best_value, second_value = _search_row(row_values, chunk_top)
+            best_index, best_value, second_value = search_row(row_values, chunk_top)
 
 
 @serial_kernel
@@ -334,7 +334,7 @@ def _add_positive_part_of_segment(R_segment, col_sum_segment):
 
 
 @serial_kernel
-def _add_positive_part(diagonal_index, R_segment, col_sum_segment):
+def add_positive_part(diagonal_index, R_segment, col_sum_segment):
     """Step 4 on one row segment: ``col_sum_segment += Rp`` of the segment.
 
     ``diagonal_index`` is the position of the row's diagonal within the
@@ -442,7 +442,7 @@ def update_messages_parallel(
             stop = (chunk + 1) * n // n_chunks
             col_sum_segment = col_sum_acc[start:stop]
             for i in range(block_start, block_stop):
-                _add_positive_part(i - start, R[i, start:stop], col_sum_segment)
+                add_positive_part(i - start, R[i, start:stop], col_sum_segment)
 
 
 @serial_kernel
@@ -549,7 +549,7 @@ def complete_availability(A, R, col_sum, damping, one_minus_damping):
     and for inspecting the messages). Rows are independent.
     """
     for i in prange(A.shape[0]):
-        _finish_availability_row(i, A[i], R[i], col_sum, damping, one_minus_damping)
+        finish_availability_row(i, A[i], R[i], col_sum, damping, one_minus_damping)
 
 
 @parallel_kernel
@@ -574,7 +574,7 @@ def shift_preference(A, R, col_sum, delta, finish_previous, damping, one_minus_d
         A_row = A[i]
         R_row = R[i]
         if finish_previous:
-            _finish_availability_row(i, A_row, R_row, col_sum, damping, one_minus_damping)
+            finish_availability_row(i, A_row, R_row, col_sum, damping, one_minus_damping)
         diagonal = A_row[i]
         for k in range(n):
             target = col_sum[k] - max(R_row[k], zero)

@@ -9,7 +9,7 @@ algorithm's messages on the stored pairs exactly; on a complete graph the
 float64 results are bitwise those of the dense engine (and of scikit-learn).
 
 Every scalar update goes through the dense kernels' helpers
-(``messages._next_responsibility``, ``messages._next_availability``), so
+(``messages.next_responsibility``, ``messages.next_availability``), so
 the two engines cannot drift apart.
 
 Memory layout
@@ -66,7 +66,7 @@ import numpy as np
 from numba import prange
 
 from fastap._kernels._jit import parallel_kernel, serial_kernel
-from fastap._kernels.messages import _next_availability, _next_responsibility
+from fastap._kernels.messages import next_availability, next_responsibility
 
 # --------------------------------------------------------------------------
 # One row, one column.
@@ -96,7 +96,7 @@ def _update_row(
     for p in range(start, stop):
         a = A[p]
         if finish_previous and p != d:
-            a = _next_availability(
+            a = next_availability(
                 a, R[p], col_sum[indices[p]], previous_damping, previous_one_minus_damping, zero
             )
             A[p] = a
@@ -112,8 +112,8 @@ def _update_row(
         return  # isolated sample: R(i, i) is held at 0 (see the module notes)
     r_at_best = R[best_position]
     for p in range(start, stop):
-        R[p] = _next_responsibility(R[p], S[p], best, damping, one_minus_damping)
-    R[best_position] = _next_responsibility(
+        R[p] = next_responsibility(R[p], S[p], best, damping, one_minus_damping)
+    R[best_position] = next_responsibility(
         r_at_best, S[best_position], second, damping, one_minus_damping
     )
 
@@ -240,7 +240,7 @@ def complete_stored_availability(
         d = diagonal[i]
         for p in range(indptr[i], indptr[i + 1]):
             if p != d:
-                A[p] = _next_availability(
+                A[p] = next_availability(
                     A[p], R[p], col_sum[indices[p]], damping, one_minus_damping, zero
                 )
 
@@ -263,7 +263,7 @@ def shift_stored_preference(
                 continue
             a = A[p]
             if finish_previous:
-                a = _next_availability(
+                a = next_availability(
                     a, R[p], col_sum[indices[p]], damping, one_minus_damping, zero
                 )
             target = col_sum[indices[p]] - max(R[p], zero)

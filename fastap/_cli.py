@@ -305,6 +305,7 @@ def main(argv=None):
             return EXIT_ERROR
         parser = _parser()
         args = parser.parse_args(argv)
+        _import_heavy_modules()
         command = f"fastap {args.command}"
         status = _run(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
@@ -321,6 +322,23 @@ def main(argv=None):
         return EXIT_BROKEN_PIPE
     except Exception as error:  # noqa: BLE001 - every failure is one line
         return _report(command, error)
+
+
+def _import_heavy_modules():
+    """NumPy, SciPy, scikit-learn, Numba and the estimator, with Ctrl-C ending
+    the process at once, quietly (exit 130): an interruption inside an import
+    leaves a half-loaded module behind, whose next import fails with an
+    unrelated ImportError."""
+    import signal
+
+    def leave(signum, frame):
+        os._exit(EXIT_INTERRUPTED)
+
+    previous = signal.signal(signal.SIGINT, leave)
+    try:
+        import fastap._estimator  # noqa: F401  (numpy, scipy, sklearn, numba)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _report(command, error):

@@ -398,3 +398,25 @@ def test_prepared_similarities_match_a_fresh_preparation(float_dtype):
     first.set_preference(float_dtype(-4.5), shift_messages=False)
     second.prepare()
     np.testing.assert_array_equal(first.S, second.S)
+
+
+def test_preference_range_of_a_similarity_matrix_needs_affinity_precomputed():
+    # Issue 12.3: a cosine similarity matrix was silently read as features.
+    X = blobs(60, centers=3, random_state=8)
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    S = cosine_similarity(X)
+    from_features = preference_range(X, affinity="cosine", method="exact")
+    from_matrix = preference_range(S, affinity="precomputed", method="exact")
+    assert from_matrix.low == pytest.approx(from_features.low, rel=1e-12)
+    assert from_matrix.high == pytest.approx(from_features.high, rel=1e-12)
+    with pytest.warns(UserWarning, match="square symmetric matrix and no affinity"):
+        as_features = preference_range(S)
+    assert as_features.high != pytest.approx(from_matrix.high)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        preference_range(S, affinity="euclidean")  # said explicitly: no warning
+    with pytest.raises(ValueError, match="square"):
+        preference_range(S[:, :10], affinity="precomputed")
+    with pytest.raises(ValueError, match="affinity must be one of"):
+        preference_range(X, affinity="manhattan")

@@ -33,18 +33,6 @@ def _peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _n_threads(n_jobs):
-    """Threads a fit with ``n_jobs`` uses (joblib's conventions, as the estimator)."""
-    import numba
-
-    available = numba.config.NUMBA_NUM_THREADS
-    if n_jobs is None:
-        return numba.get_num_threads()
-    if n_jobs < 0:
-        return max(1, available + 1 + n_jobs)
-    return max(1, min(n_jobs, available))
-
-
 def machine_load():
     """``(load, n_cores, busy)`` just before timing.
 
@@ -104,7 +92,7 @@ def demo(n_samples, dtype, compare, n_jobs, affinity="euclidean", n_neighbors=No
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import adjusted_rand_score
 
-    from fastap import AffinityPropagation
+    from fastap import AffinityPropagation, _resources
     from fastap._cli_fit import check_memory_early
 
     if affinity == "euclidean":
@@ -124,7 +112,7 @@ def demo(n_samples, dtype, compare, n_jobs, affinity="euclidean", n_neighbors=No
         print(f"fastap: affinity={affinity!r}" + (
             f", n_neighbors={n_neighbors}" if n_neighbors is not None else ""
         ))
-    print(f"Threads: {_n_threads(n_jobs)}\n")
+    print(f"Threads: {_resources.resolve_n_threads(n_jobs)}\n")
 
     print("Compiling fastap's kernels (cached on disk after the first run)...", flush=True)
     started = time.perf_counter()

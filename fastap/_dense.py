@@ -247,9 +247,7 @@ class DenseMessageState(DampingPairs):
     def prepare(self):
         S = self.S
         n = self.n_samples
-        if not self._prepared:
-            S.flat[:: n + 1] = self.preference
-            self.diagonal_normals = add_degeneracy_noise(S, self.random_state)
+        self._prepare_similarities()
         if self._warm_messages is not None:
             self.R, self.A = self._warm_messages
         else:
@@ -272,6 +270,13 @@ class DenseMessageState(DampingPairs):
         if self.grouped:
             self.group_rows = group_rows_of(n)
             self.group_sums = np.empty((-(-n // self.group_rows), n), dtype=np.float64)
+
+    def _prepare_similarities(self):
+        """Preferences on the diagonal, then the degeneracy noise (unless
+        ``S`` came prepared)."""
+        if not self._prepared:
+            self.S.flat[:: self.n_samples + 1] = self.preference
+            self.diagonal_normals = add_degeneracy_noise(self.S, self.random_state)
 
     # -- iterations ---------------------------------------------------------
 

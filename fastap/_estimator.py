@@ -35,7 +35,7 @@ from fastap._sparse import canonical_csr, fit_graph
 _FLOAT_DTYPES = [np.float64, np.float32]
 
 
-class _Fitted(NamedTuple):
+class FitOutcome(NamedTuple):
     """A fit's outcome before it becomes attributes."""
 
     result: _run.RunResult
@@ -496,7 +496,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
                                start=None if preference is None else preference[()])
         if result.preference is not None:
             preference = np.asarray(result.preference)
-        return _Fitted(result, S, preference, X)
+        return FitOutcome(result, S, preference, X)
 
     def _noise_stream(self):
         """What the dense engine draws its noise from: the random state, or
@@ -612,14 +612,14 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
                 X, options, n_neighbors=self.n_neighbors, metric=self.metric,
                 merge=self.merge_fragments in (True, "auto"), **common,
             )
-            return _Fitted(result, S, preference, X)
+            return FitOutcome(result, S, preference, X)
         result, S, preference = fit_graph(X, options, **common)
-        return _Fitted(result, S, preference, None)
+        return FitOutcome(result, S, preference, None)
 
     def _store(self, fitted):
         result = fitted.result
         preference = fitted.preference
-        self.affinity_matrix_ = fitted.affinity_matrix
+        self._set_optional("affinity_matrix_", fitted.affinity_matrix)
         self.cluster_centers_indices_ = result.cluster_centers_indices
         self.labels_ = result.labels
         self.n_iter_ = result.n_iter

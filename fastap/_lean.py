@@ -18,7 +18,7 @@ lean form.
 import numba
 import numpy as np
 
-from fastap._dense import DenseMessageState, add_degeneracy_noise
+from fastap._dense import DenseMessageState
 from fastap._kernels import lean_messages, messages, setup
 
 # Below this size one thread beats two (the dense engine's float32 figure).
@@ -68,9 +68,7 @@ class LeanMessageState(DenseMessageState):
     def prepare(self):
         S = self.S
         n = self.n_samples
-        if not self._prepared:
-            S.flat[:: n + 1] = self.preference
-            self.diagonal_normals = add_degeneracy_noise(S, self.random_state)
+        self._prepare_similarities()
         if self._matrices is not None:
             _, self.A = self._matrices.ready()  # R is dropped here
         else:

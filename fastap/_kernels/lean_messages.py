@@ -623,7 +623,9 @@ def update_lean_messages_parallel(
 
 
 @serial_kernel
-def finish_lean_iteration(A, R_diagonal, col_sum, col_sum_acc, damping, one_minus_damping, is_exemplar):
+def finish_lean_iteration(
+    A, R_diagonal, col_sum, col_sum_acc, damping, one_minus_damping, is_exemplar
+):
     """Close an iteration in O(n), as ``messages.finish_iteration`` with
     ``R(k, k)`` read from ``R_diagonal``. Returns ``(n_exemplars, n_changed)``."""
     n = A.shape[0]

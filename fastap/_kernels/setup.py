@@ -197,13 +197,16 @@ def excluded_digit_histogram(excluded_keys, prefix, shift):
     return np.bincount(digits.astype(np.intp), minlength=RADIX_SIZE)
 
 
-def _select_key(S_bits, rank, n_tasks, excluded_keys=None):
-    """Key of the element of 0-based ``rank`` in sorted order (radix select),
-    leaving out one occurrence of each of ``excluded_keys`` if given."""
-    width = S_bits.itemsize * 8
+def select_key(width, rank, histogram, excluded_keys=None):
+    """Key of 0-based ``rank`` in sorted order by radix selection: 16-bit
+    digits from the top, ``histogram(prefix, shift)`` giving the counts of
+    the digit at ``shift`` among keys whose higher bits equal ``prefix``
+    (over one matrix, or summed over a cluster's blocks: integers, exact),
+    leaving out one occurrence of each of ``excluded_keys`` if given. Plain
+    Python: 2 or 4 histogram passes."""
     prefix = 0
     for shift in range(width - RADIX_BITS, -1, -RADIX_BITS):
-        counts = digit_histogram(S_bits, prefix, shift, n_tasks)
+        counts = histogram(prefix, shift)
         if excluded_keys is not None:
             counts = counts - excluded_digit_histogram(excluded_keys, prefix, shift)
         if shift == width - RADIX_BITS:
@@ -220,6 +223,14 @@ def _select_key(S_bits, rank, n_tasks, excluded_keys=None):
         else:
             prefix = (prefix << RADIX_BITS) | digit
     return prefix
+
+
+def _select_key(S_bits, rank, n_tasks, excluded_keys=None):
+    """Key of the element of 0-based ``rank`` of a matrix (radix select)."""
+    return select_key(
+        S_bits.itemsize * 8, rank,
+        lambda prefix, shift: digit_histogram(S_bits, prefix, shift, n_tasks), excluded_keys,
+    )
 
 
 def key_to_value(key, dtype):

@@ -13,9 +13,8 @@ import numpy as np
 
 from fastap._dense import group_rows_of
 from fastap._kernels import block_messages, messages, noise, setup
-from fastap._resources import numba_threads
 from fastap._kernels._order import bits_view
-
+from fastap._resources import numba_threads
 
 # Elements of one float64 product chunk when similarities are computed (64 MiB).
 _SIMILARITY_CHUNK_ELEMENTS = 1 << 23

@@ -14,6 +14,7 @@ from sklearn.utils.validation import validate_data
 
 from fastap import _run
 from fastap._estimator import AffinityPropagation as _SingleMachineAffinityPropagation
+from fastap._estimator import FitOutcome
 from fastap._kernels.noise import counter_noise_seed
 from fastap._similarity import check_square, similarity_dtype, validated_preference
 from fastap.dask._cluster import start_blocks
@@ -223,43 +224,21 @@ damping_, cluster_centers_, n_features_in_, history_
         client = self._get_client()
         blocks, bounds, dtype, X_features = self._start(client, X)
         try:
-            n_samples = int(bounds[-1])
             preference = self._preference_on(blocks, bounds, dtype)
             place_preference(blocks, bounds, preference, dtype)
+            options = self._run_options(warm=False)
             state = BlockMessageState(
-                blocks, bounds, dtype, preference, 0.5 if self.damping == "auto" else self.damping,
+                blocks, bounds, dtype, preference, options.damping,
                 counter_noise_seed(self.random_state), segment_columns=self.segment_columns,
-            )
-            options = _run.RunOptions(
-                damping=0.5 if self.damping == "auto" else self.damping,
-                adaptive_damping=self.damping == "auto",
-                max_iter=self.max_iter,
-                convergence_iter=self.convergence_iter,
-                verbose=self.verbose,
-                record_history=self.record_history,
-                keep_messages=False,
-                callback=self.callback,
-                callback_every=self.callback_every,
             )
             result = _run.run(state, options)
         finally:
             blocks.close()
 
-        self.cluster_centers_indices_ = result.cluster_centers_indices
-        self.labels_ = result.labels
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
-        self.preference_ = preference[()] if np.ndim(preference) == 0 else preference
-        self.damping_ = result.damping
+        # No messages are kept on Dask (keep_messages and warm_start are
+        # refused), and no N x N affinity_matrix_ is gathered.
+        self._store(FitOutcome(result, None, preference, X_features))
         self.n_blocks_ = len(bounds) - 1
-        self._set_optional("history_", result.history)
-        for name in ("preference_search_", "membership_confidence_", "responsibility_",
-                     "availability_", "affinity_matrix_"):
-            self._set_optional(name, None)
-        if X_features is None:
-            self._set_optional("cluster_centers_", None)
-        else:
-            self.cluster_centers_ = X_features[self.cluster_centers_indices_].copy()
         return self
 
     def _start(self, client, X):

@@ -27,13 +27,7 @@ Bytes per iteration, through the client: ``8 n`` (float64) or ``16 n``
 import numpy as np
 
 from fastap._kernels._order import bits_view, order_key
-from fastap._kernels.setup import (
-    RADIX_BITS,
-    RADIX_SIZE,
-    excluded_digit_histogram,
-    key_to_value,
-    middle_mean,
-)
+from fastap._kernels.setup import key_to_value, middle_mean, select_key
 
 # Columns per segment of the column-sum pipeline: small enough that block
 # p + 1 starts soon after block p, large enough that a call's latency
@@ -308,31 +302,16 @@ class BlockMessageState:
 
 def _select_key(blocks, width, rank, window, excluded_keys=None):
     """Key of 0-based ``rank`` among all blocks' keys (or their windows'),
-    leaving out one occurrence of each of ``excluded_keys``: radix
-    selection with 16-bit digit histograms summed over the blocks
-    (integers: exact)."""
-    prefix = 0
-    for shift in range(width - RADIX_BITS, -1, -RADIX_BITS):
+    leaving out one occurrence of each of ``excluded_keys``: the single
+    machine's radix selection with digit histograms summed over the blocks."""
+
+    def histogram(prefix, shift):
         futures = [
             blocks.call(p, "digit_histogram", prefix, shift, window) for p in range(len(blocks))
         ]
-        counts = np.sum(blocks.results(futures), axis=0)
-        if excluded_keys is not None:
-            counts = counts - excluded_digit_histogram(excluded_keys, prefix, shift)
-        if shift == width - RADIX_BITS:
-            # The top digit carries the sign: visit it in signed order.
-            order = np.r_[np.arange(RADIX_SIZE // 2, RADIX_SIZE), np.arange(RADIX_SIZE // 2)]
-        else:
-            order = np.arange(RADIX_SIZE)
-        cumulative = np.cumsum(counts[order])
-        position = int(np.searchsorted(cumulative, rank, side="right"))
-        digit = int(order[position])
-        rank -= int(cumulative[position - 1]) if position > 0 else 0
-        if shift == width - RADIX_BITS:
-            prefix = digit - RADIX_SIZE if digit >= RADIX_SIZE // 2 else digit
-        else:
-            prefix = (prefix << RADIX_BITS) | digit
-    return prefix
+        return np.sum(blocks.results(futures), axis=0)
+
+    return select_key(width, rank, histogram, excluded_keys)
 
 
 def _middle_values(blocks, dtype, low_rank, window, n_before):

@@ -181,7 +181,8 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         the noise of entry (i, k) is a pure function of (random_state, i, k)
         (``fastap/_kernels/noise.py``), the noise of the distributed engine
         (:mod:`fastap.dask`), whose results it then equals bitwise. Dense
-        similarities only.
+        similarities and precomputed sparse graphs (the noise of a stored
+        pair is that of its entry), not ``affinity='nearest_neighbors'``.
     engine : {'auto', 'stored', 'lean'}, default='auto'
         (fastap) The dense engine's messages. 'stored' keeps ``S``, ``R`` and
         ``A`` (float64: bitwise scikit-learn's messages); 'lean' keeps only
@@ -418,10 +419,10 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
             if self.affinity == "nearest_neighbors" or (
                 self.affinity == "precomputed" and sparse.issparse(X)
             ):
-                if self.noise == "counter":
+                if self.noise == "counter" and self.affinity == "nearest_neighbors":
                     raise ValueError(
-                        "noise='counter' is available for dense similarities only; sparse "
-                        "graphs use noise='sklearn'."
+                        "noise='counter' is available for dense similarities and precomputed "
+                        "sparse graphs; affinity='nearest_neighbors' uses noise='sklearn'."
                     )
                 fitted = self._fit_sparse(X, n_threads)
             else:
@@ -604,7 +605,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         options = self._run_options(warm=self._warm_messages() is not None)
         common = dict(
             preference=preference, preference_quantile=self.preference_quantile,
-            n_clusters=self.n_clusters, random_state=check_random_state(self.random_state),
+            n_clusters=self.n_clusters, random_state=self._noise_stream(),
             n_threads=n_threads, warm_messages=self._warm_messages(),
         )
         if self.affinity == "nearest_neighbors":

@@ -170,7 +170,7 @@ def merge_level(Xf, metric, groups, preference, options, context, n_clusters=Non
     del neighbors
     values = weighted_similarities(Xf, metric, groups, indptr, indices, preference)
     diagonal = np.empty(m, dtype=np.int64)
-    sparse_graph.find_diagonal(indptr, indices, diagonal)
+    sparse_graph.find_diagonal(indptr, indices, 0, diagonal)
     graph = _sparse.with_diagonal(indptr, indices, values, values[diagonal])
     del indptr, indices, values
     state = _sparse.SparseMessageState(graph, **_state_context(context))

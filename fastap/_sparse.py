@@ -38,7 +38,7 @@ from scipy import sparse
 
 from fastap import _preference, _resources
 from fastap._damping import DampingPairs
-from fastap._kernels import setup, sparse_assign, sparse_graph
+from fastap._kernels import noise, setup, sparse_assign, sparse_graph
 from fastap._kernels import sparse_messages as kernels
 from fastap._search import run_or_search
 from fastap._similarity import check_square, similarity_dtype
@@ -165,20 +165,23 @@ def off_diagonal_values(graph):
     return graph.S[keep]
 
 
-def with_diagonal(indptr, indices, data, preference):
+def with_diagonal(indptr, indices, data, preference, first_row=0):
     """A :class:`SparseGraph` with every diagonal pair present, holding the
     preference (0-d or (n,) array of the dtype of ``data``).
 
     When every row already stores its diagonal, the graph uses the given
     arrays and ``data`` is overwritten there (callers pass arrays they own);
     otherwise the arrays are copied with the missing pairs inserted.
+    ``first_row``: the rows are rows ``first_row, first_row + 1, ...`` of a
+    wider graph (a row block of the distributed engine); the result's
+    ``diagonal`` then holds the positions of those rows' diagonal pairs.
     """
     n = indptr.size - 1
     preference = np.ascontiguousarray(
         np.broadcast_to(np.asarray(preference, dtype=data.dtype), (n,))
     )
     diagonal = np.empty(n, dtype=np.int64)
-    sparse_graph.find_diagonal(indptr, indices, diagonal)
+    sparse_graph.find_diagonal(indptr, indices, first_row, diagonal)
     missing = diagonal < 0
     if not missing.any():
         sparse_graph.set_diagonal(diagonal, data, preference)
@@ -189,7 +192,7 @@ def with_diagonal(indptr, indices, data, preference):
     new_indices = np.empty(nnz, dtype=np.int32)
     new_data = np.empty(nnz, dtype=data.dtype)
     sparse_graph.insert_diagonal(
-        indptr, indices, data, new_indptr, new_indices, new_data, diagonal, preference
+        indptr, indices, data, first_row, new_indptr, new_indices, new_data, diagonal, preference
     )
     return SparseGraph(new_indptr, new_indices, new_data, diagonal)
 
@@ -216,16 +219,28 @@ def add_degeneracy_noise(graph, random_state):
     """scikit-learn's ``S += (eps * S + tiny * 100) * N(0, 1)`` on the stored
     pairs, the normals drawn in CSR order by blocks from ``random_state``: on
     a complete graph the very stream of the dense N x N draw. Returns the
-    normals drawn for the diagonal."""
+    normals drawn for the diagonal.
+
+    ``random_state`` a ``noise.CounterNoiseStream`` (``noise="counter"``):
+    pair ``(i, k)`` gets the counter normal of ``(i, k)`` instead, as the
+    distributed engine's row blocks add it."""
     values = graph.S
     info = np.finfo(values.dtype)
+    if isinstance(random_state, noise.CounterNoiseStream):
+        noise.add_counter_noise_to_pairs(
+            graph.indptr, graph.indices, values, 0, random_state.seed, info.eps,
+            info.tiny * 100,
+        )
+        diagonal_normals = np.empty(graph.n, dtype=np.float64)
+        noise.diagonal_counter_normals(random_state.seed, diagonal_normals)
+        return diagonal_normals
     diagonal_normals = np.empty(graph.n, dtype=np.float64)
     for start in range(0, values.size, _NOISE_BLOCK_PAIRS):
         stop = min(start + _NOISE_BLOCK_PAIRS, values.size)
-        noise = random_state.standard_normal(size=stop - start)
+        normals = random_state.standard_normal(size=stop - start)
         on_diagonal = (graph.diagonal >= start) & (graph.diagonal < stop)
-        diagonal_normals[on_diagonal] = noise[graph.diagonal[on_diagonal] - start]
-        setup.add_degeneracy_noise(values[start:stop], noise, info.eps, info.tiny * 100)
+        diagonal_normals[on_diagonal] = normals[graph.diagonal[on_diagonal] - start]
+        setup.add_degeneracy_noise(values[start:stop], normals, info.eps, info.tiny * 100)
     return diagonal_normals
 
 
@@ -403,7 +418,7 @@ class SparseMessageState(DampingPairs):
         if self._objective_values is None:
             self._objective_values = np.empty(g.n, dtype=np.float64)
         sparse_assign.best_stored_exemplar_similarity(
-            g.indptr, g.indices, g.S, self.is_exemplar, self._objective_values
+            g.indptr, g.indices, 0, g.S, self.is_exemplar, self._objective_values
         )
         return float(np.sum(self._objective_values))
 
@@ -426,7 +441,7 @@ class SparseMessageState(DampingPairs):
             return margin
         nearest = np.empty(g.n, dtype=np.int64)
         sparse_assign.nearest_stored_exemplar(
-            g.indptr, g.indices, g.S, flags, np.arange(g.n), nearest
+            g.indptr, g.indices, 0, g.S, flags, np.arange(g.n), nearest
         )
         message_exemplar_of_cluster = nearest[centers]
         if np.any(message_exemplar_of_cluster < 0):
@@ -444,16 +459,42 @@ class SparseMessageState(DampingPairs):
 
 def assign_clusters(graph, is_exemplar):
     """Exemplar flags -> ``(cluster_centers_indices, labels)`` (see the module notes)."""
-    n = graph.n
+
+    def nearest(flags, exemplar_label):
+        labels = np.empty(graph.n, dtype=np.int64)
+        sparse_assign.nearest_stored_exemplar(
+            graph.indptr, graph.indices, 0, graph.S, flags, exemplar_label, labels
+        )
+        return labels
+
+    def add_within_cluster_sums(labels, sums, members):
+        col_indptr = np.empty(graph.n + 1, dtype=np.int64)
+        col_order = np.empty(graph.nnz, dtype=_position_dtype(graph.nnz))
+        sparse_graph.column_order(graph.indptr, graph.indices, col_indptr, col_order)
+        pair_rows = np.repeat(np.arange(graph.n, dtype=np.int32), np.diff(graph.indptr))
+        sparse_assign.add_within_cluster_stored_sums(
+            col_indptr, col_order, pair_rows, 0, graph.S, labels, sums, members
+        )
+
+    return assign_stored_clusters(
+        graph.n, graph.S.dtype, is_exemplar, nearest, add_within_cluster_sums
+    )
+
+
+def assign_stored_clusters(n, dtype, is_exemplar, nearest, add_within_cluster_sums):
+    """The assignment of the module notes from two operations on the graph's
+    rows, wherever they live (this process, or the distributed engine's row
+    blocks): ``nearest(flags, exemplar_label)`` -> int64 labels (n,) (see
+    ``sparse_assign.nearest_stored_exemplar``), and
+    ``add_within_cluster_sums(labels, sums, members)``, which adds every
+    row's terms into ``sums`` (n,) of ``dtype`` and ``members`` (n,) int64
+    in increasing row order (``sparse_assign.add_within_cluster_stored_sums``)."""
     if not is_exemplar.any():
         return np.array([], dtype=np.intp), np.full(n, -1, dtype=np.intp)
     is_exemplar = is_exemplar.copy()
-    labels = np.empty(n, dtype=np.int64)
     for _ in range(2):
         exemplar_label = np.cumsum(is_exemplar) - 1
-        sparse_assign.nearest_stored_exemplar(
-            graph.indptr, graph.indices, graph.S, is_exemplar, exemplar_label, labels
-        )
+        labels = nearest(is_exemplar, exemplar_label)
         stranded = labels < 0
         if not stranded.any():
             break
@@ -462,15 +503,11 @@ def assign_clusters(graph, is_exemplar):
     # column sum (the first such member) becomes the exemplar.
     n_clusters = int(is_exemplar.sum())
     cluster_sizes = np.bincount(labels, minlength=n_clusters)
-    col_indptr = np.empty(n + 1, dtype=np.int64)
-    col_order = np.empty(graph.nnz, dtype=_position_dtype(graph.nnz))
-    sparse_graph.column_order(graph.indptr, graph.indices, col_indptr, col_order)
-    pair_rows = np.repeat(np.arange(n, dtype=np.int32), np.diff(graph.indptr))
-    column_sums = np.empty(n, dtype=graph.S.dtype)
-    sparse_assign.within_cluster_stored_column_sums(
-        col_indptr, col_order, pair_rows, graph.S, labels, cluster_sizes, column_sums
-    )
-    del col_order, pair_rows
+    sums = np.zeros(n, dtype=dtype)
+    members = np.zeros(n, dtype=np.int64)
+    add_within_cluster_sums(labels, sums, members)
+    column_sums = np.empty(n, dtype=dtype)
+    sparse_assign.within_cluster_sums_or_missing(sums, members, labels, cluster_sizes, column_sums)
     order = np.lexsort((np.arange(n), -column_sums, labels))
     first_of_cluster = np.r_[True, labels[order[1:]] != labels[order[:-1]]]
     exemplars = order[first_of_cluster]
@@ -478,10 +515,7 @@ def assign_clusters(graph, is_exemplar):
     # is finite: the old exemplar's is), so no sample is stranded now.
     is_exemplar[:] = False
     is_exemplar[exemplars] = True
-    exemplar_label = np.cumsum(is_exemplar) - 1
-    sparse_assign.nearest_stored_exemplar(
-        graph.indptr, graph.indices, graph.S, is_exemplar, exemplar_label, labels
-    )
+    labels = nearest(is_exemplar, np.cumsum(is_exemplar) - 1)
     labels = np.flatnonzero(is_exemplar)[labels]
     cluster_centers_indices = np.unique(labels)
     return cluster_centers_indices, np.searchsorted(cluster_centers_indices, labels)

@@ -178,7 +178,8 @@ MUTANTS = [
         "sparse-missing-pair-counts-zero",
         "sparse: a cluster member without a stored pair counts as similarity 0, not -inf",
         Edit(SPARSE_ASSIGN,
-             "        out[j] = total if members == cluster_sizes[label] else S.dtype.type(-np.inf)\n",
+             "        out[j] = total if members[j] == cluster_sizes[labels[j]] else "
+             "sums.dtype.type(-np.inf)\n",
              "        out[j] = total\n"),
         ["tests/test_sparse.py"],
     ),

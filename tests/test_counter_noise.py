@@ -168,15 +168,61 @@ def test_counter_noise_stream_draws_rows_in_order_and_dense_only():
     stream = noise.CounterNoiseStream(6)
     first, second = stream.standard_normal((3, 20)), stream.standard_normal((4, 20))
     assert np.array_equal(np.concatenate([first, second]), _normals(6, 0, 7, 20))
-    with pytest.raises(ValueError, match="dense similarities only"):
+    with pytest.raises(ValueError, match="draws whole rows"):
         stream.standard_normal(5)
 
 
-def test_estimator_noise_counter_is_dense_only():
+def test_stored_pairs_get_the_noise_of_their_entries():
+    from scipy import sparse
+
+    rng = np.random.default_rng(2)
+    dense = rng.normal(size=(30, 30))
+    dense[rng.uniform(size=dense.shape) < 0.6] = 0.0
+    graph = sparse.csr_matrix(dense)
+    values = graph.data.copy()
+    info = np.finfo(values.dtype)
+    noise.add_counter_noise_to_pairs(
+        graph.indptr.astype(np.int64), graph.indices, values, 0, 4, info.eps, info.tiny * 100
+    )
+    noised = dense.copy()
+    noise.add_counter_noise(noised, 0, 4, info.eps, info.tiny * 100)
+    assert np.array_equal(values, noised[dense != 0])
+    # A block of rows 10-19 on its own: the same bits.
+    block = graph[10:20]
+    block_values = block.data.copy()
+    noise.add_counter_noise_to_pairs(
+        block.indptr.astype(np.int64), block.indices, block_values, 10, 4, info.eps,
+        info.tiny * 100,
+    )
+    assert np.array_equal(block_values, noised[10:20][dense[10:20] != 0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_estimator_noise_counter_on_a_complete_sparse_graph_is_the_dense_result(dtype):
     from scipy import sparse
 
     from fastap import AffinityPropagation
 
-    S = sparse.random(20, 20, density=0.5, random_state=0, format="csr")
-    with pytest.raises(ValueError, match="dense similarities only"):
-        AffinityPropagation(affinity="precomputed", noise="counter").fit(S)
+    X = np.random.default_rng(1).normal(size=(40, 2))
+    S = (-((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)).astype(dtype)
+    n = S.shape[0]
+    complete = sparse.csr_matrix(
+        (S.ravel(), np.tile(np.arange(n), n), np.arange(0, n * n + 1, n)), shape=(n, n)
+    )
+    options = dict(affinity="precomputed", noise="counter", random_state=3,
+                   preference=float(np.median(S)), keep_messages=True)
+    dense = AffinityPropagation(engine="stored", **options).fit(S)
+    graph = AffinityPropagation(**options).fit(complete)
+    assert np.array_equal(graph.labels_, dense.labels_)
+    assert graph.n_iter_ == dense.n_iter_
+    if dtype == np.float64:  # the same order of every sum (float32: see sparse_messages.py)
+        assert np.array_equal(graph.responsibility_.toarray(), dense.responsibility_)
+        assert np.array_equal(graph.availability_.toarray(), dense.availability_)
+
+
+def test_estimator_noise_counter_is_refused_for_nearest_neighbors():
+    from fastap import AffinityPropagation
+
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    with pytest.raises(ValueError, match="nearest_neighbors' uses noise='sklearn'"):
+        AffinityPropagation(affinity="nearest_neighbors", noise="counter").fit(X)

@@ -147,6 +147,40 @@ def set_block_diagonal(S_rows, first_row, preference, seed, epsilon, tiny_times_
         S_rows[r, i] = s + coefficient * counter_normal(key, i, i)
 
 
+@parallel_kernel
+def add_counter_noise_to_pairs(indptr, indices, values, row_offset, seed, epsilon,
+                               tiny_times_100):
+    """:func:`add_counter_noise` on the stored pairs of a sparse graph.
+
+    ``indptr``, ``indices``, ``values``: CSR arrays whose row ``r`` is the
+    graph's row ``row_offset + r`` (0 for a whole graph, a row block's first
+    row on the distributed engine); pair ``(i, k)`` gets the noise of entry
+    ``(i, k)`` of the dense matrix, so a complete graph gets the dense
+    noise, and any blocking the same bits. Rows are independent.
+    """
+    key = seed_key(seed)
+    for r in prange(indptr.size - 1):
+        i = row_offset + r
+        for p in range(indptr[r], indptr[r + 1]):
+            s = values[p]
+            coefficient = epsilon * s + tiny_times_100
+            values[p] = s + coefficient * counter_normal(key, i, indices[p])
+
+
+@serial_kernel
+def set_stored_diagonal(diagonal, values, row_offset, preference, seed, epsilon,
+                        tiny_times_100):
+    """:func:`set_block_diagonal` on a sparse graph's rows: ``preference[r]``
+    (float64) in the dtype of ``values``, plus its counter noise, at the
+    diagonal position ``diagonal[r]`` of row ``row_offset + r``."""
+    key = seed_key(seed)
+    for r in range(diagonal.size):
+        i = row_offset + r
+        s = values.dtype.type(preference[r])
+        coefficient = epsilon * s + tiny_times_100
+        values[diagonal[r]] = s + coefficient * counter_normal(key, i, i)
+
+
 @serial_kernel
 def diagonal_counter_normals(seed, out):
     """``out[k] = counter_normal(seed, k, k)``: the normals of the diagonal."""
@@ -177,7 +211,8 @@ class CounterNoiseStream:
     (``_dense.add_degeneracy_noise``); each ``standard_normal((rows, n))``
     returns the counter normals of the next ``rows`` rows, so the engine's
     own code adds bitwise the noise of :func:`add_counter_noise`. Only
-    such row blocks can be drawn: the sparse engine's noise is refused.
+    such row blocks can be drawn; a sparse graph's engine reads
+    :attr:`seed` and adds :func:`add_counter_noise_to_pairs` instead.
     """
 
     def __init__(self, seed):
@@ -187,8 +222,9 @@ class CounterNoiseStream:
     def standard_normal(self, size):
         if np.ndim(size) != 1 or len(size) != 2:
             raise ValueError(
-                "noise='counter' is available for dense similarities only; sparse graphs use "
-                "noise='sklearn'."
+                "noise='counter' draws whole rows of a dense matrix (or a precomputed sparse "
+                f"graph's stored pairs, by its own kernel), not a stream of {size} normals; "
+                "affinity='nearest_neighbors' uses noise='sklearn'."
             )
         n_rows, n_columns = (int(k) for k in size)
         out = np.empty((n_rows, n_columns))

@@ -17,16 +17,18 @@ def column_order(indptr, indices, col_indptr, col_order):
 
     Fills ``col_indptr`` (n + 1,) and ``col_order`` (nnz,): the positions of
     column ``k``'s pairs in increasing row order. O(nnz), one thread (it runs
-    once per fit).
+    once per fit). The rows may be a block of a wider graph (the distributed
+    engine's): ``col_indptr`` then has one entry per column of the graph,
+    plus one.
     """
-    n = indptr.size - 1
+    n_columns = col_indptr.size - 1
     col_indptr[:] = 0
     for p in range(indices.size):
         col_indptr[indices[p] + 1] += 1
-    for k in range(n):
+    for k in range(n_columns):
         col_indptr[k + 1] += col_indptr[k]
     next_slot = col_indptr[:-1].copy()
-    for i in range(n):
+    for i in range(indptr.size - 1):
         for p in range(indptr[i], indptr[i + 1]):
             k = indices[p]
             col_order[next_slot[k]] = p
@@ -34,15 +36,17 @@ def column_order(indptr, indices, col_indptr, col_order):
 
 
 @parallel_kernel
-def find_diagonal(indptr, indices, diagonal):
-    """``diagonal[i]`` = position of ``(i, i)`` in row ``i``, or -1 when the
-    row does not store it. Rows are independent."""
-    for i in prange(indptr.size - 1):
+def find_diagonal(indptr, indices, row_offset, diagonal):
+    """``diagonal[r]`` = position of the diagonal pair of row ``r``, the
+    graph's row ``row_offset + r`` (0 for a whole graph, a block's first row
+    otherwise), or -1 when the row does not store it. Rows are independent."""
+    for r in prange(indptr.size - 1):
+        i = r + row_offset
         found = -1
-        for p in range(indptr[i], indptr[i + 1]):
+        for p in range(indptr[r], indptr[r + 1]):
             if indices[p] == i:
                 found = p
-        diagonal[i] = found
+        diagonal[r] = found
 
 
 @parallel_kernel
@@ -54,24 +58,26 @@ def set_diagonal(diagonal, data, preference):
 
 @parallel_kernel
 def insert_diagonal(
-    indptr, indices, data, new_indptr, new_indices, new_data, diagonal, preference
+    indptr, indices, data, row_offset, new_indptr, new_indices, new_data, diagonal, preference
 ):
     """Copy a sorted CSR graph into arrays with every diagonal pair present.
 
-    ``new_indptr`` is given (the row lengths with the missing diagonals
-    counted). The diagonal gets ``preference[i]`` whether it was stored or
-    not (as dense AP overwrites the diagonal); ``diagonal[i]`` receives its
-    position. Rows are independent.
+    Row ``r`` is the graph's row ``row_offset + r`` (see
+    :func:`find_diagonal`). ``new_indptr`` is given (the row lengths with
+    the missing diagonals counted). The diagonal gets ``preference[r]``
+    whether it was stored or not (as dense AP overwrites the diagonal);
+    ``diagonal[r]`` receives its position. Rows are independent.
     """
-    for i in prange(indptr.size - 1):
-        out = new_indptr[i]
+    for r in prange(indptr.size - 1):
+        i = r + row_offset
+        out = new_indptr[r]
         placed = False
-        for p in range(indptr[i], indptr[i + 1]):
+        for p in range(indptr[r], indptr[r + 1]):
             k = indices[p]
             if not placed and k >= i:
-                diagonal[i] = out
+                diagonal[r] = out
                 new_indices[out] = i
-                new_data[out] = preference[i]
+                new_data[out] = preference[r]
                 out += 1
                 placed = True
                 if k == i:
@@ -80,9 +86,9 @@ def insert_diagonal(
             new_data[out] = data[p]
             out += 1
         if not placed:
-            diagonal[i] = out
+            diagonal[r] = out
             new_indices[out] = i
-            new_data[out] = preference[i]
+            new_data[out] = preference[r]
 
 
 @parallel_kernel

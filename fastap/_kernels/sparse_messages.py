@@ -119,6 +119,37 @@ def _update_row(
 
 
 @serial_kernel
+def add_column_positive_parts(first, last, col_order, R, diagonal_position, total):
+    """``total`` plus ``max(R, 0)`` (``R`` itself at ``diagonal_position``)
+    over the pairs ``col_order[first:last]`` of one column, in that order
+    (increasing rows), in the float64 ``total``. The single machine's column
+    pass starts from 0 over the whole column; a row block of the distributed
+    engine continues the running sum the previous block handed over
+    (``diagonal_position`` -1 when the block does not hold the column's
+    diagonal): the same additions in the same order."""
+    zero = R.dtype.type(0)
+    for q in range(first, last):
+        p = col_order[q]
+        r = R[p]
+        total += r if p == diagonal_position else max(r, zero)
+    return total
+
+
+@serial_kernel
+def finish_stored_diagonal(d, isolated, A, R, column_sum, damping, one_minus_damping):
+    """``A(k, k)`` from the column's complete sum (rounded to the message
+    dtype) at position ``d``; returns ``(is exemplar, column sum to keep)``:
+    an isolated sample is an exemplar and its column sum becomes ``+inf``
+    (see "Isolated samples")."""
+    A[d] = A[d] * damping - (R[d] - column_sum) * one_minus_damping
+    exemplar = A[d] + R[d] > 0
+    if isolated:
+        column_sum = R.dtype.type(np.inf)
+        exemplar = True
+    return exemplar, column_sum
+
+
+@serial_kernel
 def _finish_column(
     k, indptr, diagonal, col_indptr, col_order, A, R, col_sum, damping, one_minus_damping,
     is_exemplar,
@@ -129,19 +160,11 @@ def _finish_column(
     in increasing row order in float64 and rounded once, then
     ``A(k, k) = d * A(k, k) - (1 - d) * (R(k, k) - col_sum(k))``.
     """
-    zero = R.dtype.type(0)
     d = diagonal[k]
-    total = 0.0
-    for q in range(col_indptr[k], col_indptr[k + 1]):
-        p = col_order[q]
-        r = R[p]
-        total += r if p == d else max(r, zero)
-    column_sum = R.dtype.type(total)
-    A[d] = A[d] * damping - (R[d] - column_sum) * one_minus_damping
-    exemplar = A[d] + R[d] > 0
-    if indptr[k + 1] - indptr[k] == 1:  # isolated: see the module notes
-        column_sum = R.dtype.type(np.inf)
-        exemplar = True
+    total = add_column_positive_parts(col_indptr[k], col_indptr[k + 1], col_order, R, d, 0.0)
+    exemplar, column_sum = finish_stored_diagonal(
+        d, indptr[k + 1] - indptr[k] == 1, A, R, R.dtype.type(total), damping, one_minus_damping
+    )
     col_sum[k] = column_sum
     changed = exemplar != is_exemplar[k]
     is_exemplar[k] = exemplar
@@ -272,3 +295,67 @@ def shift_stored_preference(
         if indptr[k + 1] - indptr[k] > 1:
             R[diagonal[k]] += delta
             col_sum[k] += delta
+
+
+# --------------------------------------------------------------------------
+# A row block of the distributed engine (fastap/dask).
+#
+# A block holds rows [row_offset, row_offset + b) as a CSR graph of its own:
+# ``indptr`` (b + 1,) and ``diagonal`` (b,) local positions, ``indices``
+# global columns. The row pass (update_rows_*) and
+# complete_stored_availability run on it unchanged (they index col_sum by
+# global column, rows and positions locally). The column pass is split in
+# two: the block's share of the column sums added into the running sums the
+# previous block handed over (rows increasing: the single machine's order
+# whatever the blocking), then, with the complete sums, the diagonals of
+# the block's own rows.
+# --------------------------------------------------------------------------
+
+
+@parallel_kernel
+def add_block_positive_parts(col_indptr, col_order, diagonal, row_offset, R, column_start,
+                             running):
+    """``running[j] +=`` the block's ``max(R, 0)`` of column
+    ``column_start + j`` (``R(k, k)`` unclipped), its pairs in increasing
+    row order, for every ``j`` of the float64 ``running``.
+
+    ``col_indptr`` (n + 1,) and ``col_order`` are the block's pairs in CSC
+    order (``sparse_graph.column_order`` on the block). Each task owns
+    columns: the result does not depend on the thread count.
+    """
+    n_rows = diagonal.size
+    for j in prange(running.size):
+        k = column_start + j
+        r = k - row_offset
+        d = diagonal[r] if 0 <= r < n_rows else -1
+        running[j] = add_column_positive_parts(
+            col_indptr[k], col_indptr[k + 1], col_order, R, d, running[j]
+        )
+
+
+@serial_kernel
+def finish_block_columns(indptr, diagonal, row_offset, A, R, col_sum, isolated_samples,
+                         damping, one_minus_damping, is_exemplar):
+    """The diagonals of the block's rows from this iteration's complete
+    column sums ``col_sum`` (n,), rounded to the message dtype: ``A(k, k)``
+    and the exemplar flags (``is_exemplar`` (b,), updated), as
+    :func:`_finish_column` finishes them; then ``col_sum(k) = +inf`` for
+    every isolated sample ``k`` of the whole graph (``isolated_samples``,
+    int64 indices), as the single machine's column pass leaves it.
+
+    Returns ``(n_exemplars, n_changed)`` among the block's rows.
+    """
+    n_exemplars = 0
+    n_changed = 0
+    for r in range(diagonal.size):
+        k = r + row_offset
+        exemplar, _ = finish_stored_diagonal(
+            diagonal[r], indptr[r + 1] - indptr[r] == 1, A, R, col_sum[k], damping,
+            one_minus_damping,
+        )
+        n_exemplars += exemplar
+        n_changed += exemplar != is_exemplar[r]
+        is_exemplar[r] = exemplar
+    for k in isolated_samples:
+        col_sum[k] = R.dtype.type(np.inf)
+    return n_exemplars, n_changed

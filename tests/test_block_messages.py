@@ -281,3 +281,202 @@ def test_equal_similarities_take_the_run_loops_shortcut():
             result = _run.run(state, _run.RunOptions())
         assert result.n_iter == 0
         assert result.cluster_centers_indices.size == expected_clusters
+
+
+# --------------------------------------------------------------------------
+# Sparse graphs on the blocks (SparseRowBlock, SparseBlockMessageState).
+# --------------------------------------------------------------------------
+
+RANDOM_STATE = 7
+
+
+def _random_graph(n, dtype, random_state=0):
+    """Rows of very different lengths: sample 3 stores only its diagonal,
+    sample 5 nothing (its diagonal is inserted), sample 7 two pairs, some
+    rows store their diagonal; values with ties."""
+    from scipy import sparse
+
+    rng = np.random.default_rng(random_state)
+    mask = rng.uniform(size=(n, n)) < rng.uniform(0.02, 0.3, size=(n, 1))
+    mask[3, :] = False
+    mask[3, 3] = True
+    mask[5, :] = False
+    mask[7, :] = False
+    mask[7, [0, n - 1]] = True
+    values = -np.round(rng.uniform(1, 60, size=(n, n)), 1)
+    rows, columns = np.nonzero(mask)
+    return sparse.csr_matrix((values[mask], (rows, columns)), shape=(n, n)).astype(dtype)
+
+
+def _knn_graph(n, dtype, random_state=0):
+    from sklearn.neighbors import kneighbors_graph
+
+    X, _ = make_blobs(n_samples=n, centers=5, n_features=3, random_state=random_state)
+    graph = kneighbors_graph(X, n_neighbors=8, mode="distance")
+    graph.data = -graph.data**2
+    return graph.astype(dtype)
+
+
+def _sparse_blocks(S, bounds, n_threads=1):
+    """The canonical graph's rows on SparseRowBlocks in this process."""
+    from fastap._sparse import canonical_csr
+    from fastap.dask._sparse_block import SparseRowBlock
+
+    indptr, indices, data = canonical_csr(S)
+    blocks = LocalBlocks(
+        SparseRowBlock(S.shape[0], a, b, data.dtype, n_threads=n_threads)
+        for a, b in zip(bounds[:-1], bounds[1:])
+    )
+    for p, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        blocks.call(p, "set_graph", indptr[a:b + 1] - indptr[a],
+                    indices[indptr[a]:indptr[b]], data[indptr[a]:indptr[b]])
+    return blocks, data.dtype
+
+
+def _sparse_stand_in(S, bounds, preference_quantile=None, n_threads=1, preference=None):
+    """Blocks of the canonical graph, the preference selected over them (or
+    given) and placed, and the state over them (not prepared)."""
+    from fastap.dask._sparse_state import (
+        SparseBlockMessageState,
+        stored_median_of_blocks,
+        stored_quantile_of_blocks,
+    )
+
+    blocks, dtype = _sparse_blocks(S, bounds, n_threads)
+    if preference is not None:
+        preference = np.asarray(preference, dtype=dtype)
+    elif preference_quantile is None:
+        preference = np.asarray(stored_median_of_blocks(blocks, bounds, dtype))
+    else:
+        preference = np.asarray(stored_quantile_of_blocks(blocks, dtype, preference_quantile))
+    place_preference(blocks, bounds, preference, dtype)
+    seed = noise.counter_noise_seed(RANDOM_STATE)
+    state = SparseBlockMessageState(blocks, bounds, dtype, preference, 0.5, seed,
+                                    segment_columns=37)
+    return state, preference
+
+
+def _sparse_single_machine(S, **options):
+    import fastap
+
+    return fastap.AffinityPropagation(
+        affinity="precomputed", noise="counter", random_state=RANDOM_STATE, keep_messages=True,
+        **options,
+    ).fit(S)
+
+
+@pytest.mark.parametrize("graph", ["random", "knn"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_blocks", [1, 2, 3, 7])
+def test_sparse_stand_in_equals_the_single_machine_bitwise(graph, dtype, n_blocks, monkeypatch):
+    """A whole run through ``_run.run``: preference, clusters, n_iter; then
+    the messages after as many iterations, bitwise."""
+    from fastap import _run
+    from fastap.dask import _sparse_block
+
+    if n_blocks == 3:  # the parallel row pass and a block thread count above one
+        monkeypatch.setattr(_sparse_block, "PARALLEL_MIN_PAIRS", 0)
+    n = 131
+    S = (_random_graph if graph == "random" else _knn_graph)(n, dtype, random_state=n_blocks)
+    single = _sparse_single_machine(S, max_iter=300)
+    state, preference = _sparse_stand_in(S, _uneven_bounds(n, n_blocks),
+                                         n_threads=1 + n_blocks % 2)
+    assert preference == single.preference_
+    result = _run.run(state, _run.RunOptions(max_iter=300))
+    assert result.converged == single.converged_
+    assert np.array_equal(result.cluster_centers_indices, single.cluster_centers_indices_)
+    assert np.array_equal(result.labels, single.labels_)
+    assert result.n_iter == single.n_iter_
+    assert result.cluster_centers_indices.size > 1
+    state.reset()  # the messages were released at the end of the run
+    for _ in range(single.n_iter_):
+        state.iterate()
+    R, A = state.messages()
+    assert np.array_equal(R, single.responsibility_.data)
+    assert np.array_equal(A, single.availability_.data)
+    if graph == "random":
+        assert -1 not in result.labels and result.labels[3] == np.searchsorted(
+            result.cluster_centers_indices, 3
+        )  # the sample storing only its diagonal is its own exemplar
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("q", [None, 0.0, 0.1, 0.5, 0.73, 1.0])
+def test_sparse_preference_over_blocks_is_the_single_machines(dtype, q):
+    from fastap import _sparse
+    from fastap.dask._sparse_state import stored_median_of_blocks, stored_quantile_of_blocks
+
+    n = 60
+    from scipy import sparse
+
+    coo = _random_graph(n, dtype, random_state=11).tocoo()
+    # An empty block of rows in the middle; stored diagonals (counted by the
+    # median, not the quantile), one of them -0.0.
+    keep = ((coo.row < 12) | (coo.row >= 20)) & ~np.isin(coo.row, [10, 11])
+    rows = np.r_[coo.row[keep], 10, 11, 10]
+    columns = np.r_[coo.col[keep], 10, 11, 30]
+    values = np.r_[coo.data[keep], -0.0, 1e6, -4.0].astype(dtype)
+    S = sparse.csr_matrix((values, (rows, columns)), shape=(n, n))
+    indptr, indices, data = _sparse.canonical_csr(S)
+    bounds = np.array([0, 12, 20, 21, n])
+    state, preference = _sparse_stand_in(S, bounds, preference_quantile=q)
+    if q is None:
+        expected = _sparse.default_preference(data)
+    else:
+        graph = _sparse.with_diagonal(indptr, indices, data, dtype(0))
+        expected = _sparse.stored_quantile(graph, q, 1)
+    assert preference.dtype == dtype
+    assert preference == expected
+    if q is None:
+        # The windowed selection (more than 4 * 2**16 values), ties included.
+        rng = np.random.default_rng(2)
+        big = sparse.random(2000, 2000, density=0.08, random_state=rng, dtype=np.float64)
+        big.data = np.round(big.data * 5000).astype(dtype)
+        indptr, indices, data = _sparse.canonical_csr(big.tocsr())
+        bounds = _uneven_bounds(2000, 3)
+        blocks, _ = _sparse_blocks(big, bounds)
+        searched = []  # the "window" flag of each histogram round
+        call = blocks.call
+
+        def recording_call(p, method, *args):
+            if method == "digit_histogram":
+                searched.append(args[-1])
+            return call(p, method, *args)
+
+        blocks.call = recording_call
+        assert stored_median_of_blocks(blocks, bounds, dtype) == _sparse.default_preference(data)
+        assert set(searched) == {True}
+        assert stored_quantile_of_blocks(blocks, dtype, 0.3) == _sparse.stored_quantile(
+            _sparse.with_diagonal(indptr, indices, data.copy(), dtype(0)), 0.3, 1
+        )
+
+
+def test_sparse_complete_equal_graph_takes_the_shortcut_and_set_preference_is_fresh():
+    from scipy import sparse
+
+    from fastap import _run
+
+    n = 12
+    S = sparse.csr_matrix(np.full((n, n), -3.0))
+    bounds = _uneven_bounds(n, 3)
+    state, _ = _sparse_stand_in(S, bounds)
+    assert state.equal_similarities() is False  # the median -3 does not beat -3
+    with pytest.warns(UserWarning, match="mutually equal similarities"):
+        result = _run.run(state, _run.RunOptions())
+    assert result.n_iter == 0 and result.cluster_centers_indices.size == 1
+    # A new preference and reset: bitwise a fresh set-up with it.
+    S = _random_graph(50, np.float32, random_state=4)
+    bounds = _uneven_bounds(50, 3)
+    state, _ = _sparse_stand_in(S, bounds)
+    state.prepare()
+    for _ in range(8):
+        state.iterate()
+    new_preference = np.linspace(-80, -20, 50).astype(np.float32)
+    state.set_preference(new_preference, shift_messages=False)
+    state.reset()
+    fresh, _ = _sparse_stand_in(S, bounds, preference=new_preference)
+    fresh.prepare()
+    for _ in range(12):
+        assert state.iterate() == fresh.iterate()
+    for pair in zip(state.messages(), fresh.messages()):
+        assert np.array_equal(*pair)

@@ -16,6 +16,7 @@ import dask.array as da
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster
+from scipy import sparse
 from sklearn.cluster import AffinityPropagation as SklearnAffinityPropagation
 from sklearn.datasets import make_blobs
 from sklearn.metrics import pairwise_distances_argmin
@@ -181,6 +182,45 @@ def test_concurrent_fits_do_not_disturb_each_other(client):
         assert np.array_equal(together[k], alone[k])
 
 
+def _knn_similarity_graph(n, random_state=0, dtype=np.float64):
+    """A k-NN graph of blobs (-squared distances, not symmetric) in which
+    sample 4 stores only its diagonal."""
+    from sklearn.neighbors import kneighbors_graph
+
+    graph = kneighbors_graph(_blobs(n, random_state=random_state), n_neighbors=10,
+                             mode="distance").tolil()
+    graph[4, :] = 0  # LIL drops the pairs
+    graph[4, 4] = -1.0
+    graph = graph.tocsr()
+    graph.data = -(graph.data**2)
+    return graph.astype(dtype)
+
+
+@pytest.mark.timeout(300)
+def test_sparse_graph_equals_the_single_machine_and_predicts_alike(client):
+    S = _knn_similarity_graph(300, random_state=3)
+    before = (S.data.copy(), S.indices.copy(), S.indptr.copy())
+    fitted = AffinityPropagation(affinity="precomputed", random_state=3, client=client).fit(S)
+    alone = fastap.AffinityPropagation(
+        affinity="precomputed", noise="counter", random_state=3
+    ).fit(S)
+    assert fitted.n_blocks_ == 2
+    assert fitted.converged_ and alone.converged_
+    assert np.array_equal(fitted.cluster_centers_indices_, alone.cluster_centers_indices_)
+    assert np.array_equal(fitted.labels_, alone.labels_)
+    assert fitted.n_iter_ == alone.n_iter_
+    assert fitted.preference_ == alone.preference_
+    assert 4 in fitted.cluster_centers_indices_  # storing only its diagonal: an exemplar
+    assert all(np.array_equal(a, b) for a, b in zip(before, (S.data, S.indices, S.indptr)))
+    # predict from sparse similarities to the training samples, as on one machine
+    # (a row storing no exemplar: -1).
+    new = S[:30].tolil()
+    new[0, :] = 0
+    new = new.tocsr()
+    assert np.array_equal(fitted.predict(new), alone.predict(new))
+    assert fitted.predict(new)[0] == -1
+
+
 @pytest.mark.timeout(300)
 def test_clear_errors(client):
     X = _blobs(40)
@@ -189,6 +229,18 @@ def test_clear_errors(client):
     for name, value in (("n_clusters", 3), ("keep_messages", True), ("warm_start", True)):
         with pytest.raises(ValueError, match=f"{name}=.* is not available"):
             AffinityPropagation(client=client, **{name: value}).fit(X)
+    # Sparse input: a precomputed graph only, from the client, the same options.
+    S = sparse.random(40, 40, density=0.2, random_state=0, format="csr")
+    with pytest.raises(ValueError, match="sparse features are not supported on Dask"):
+        AffinityPropagation(client=client).fit(S)
+    with pytest.raises(ValueError, match="n_clusters=3 is not available"):
+        AffinityPropagation(affinity="precomputed", n_clusters=3, client=client).fit(S)
+    chunks = da.from_array(S.toarray(), chunks=(20, 40)).map_blocks(sparse.csr_matrix)
+    with pytest.raises(ValueError, match="dask array of sparse chunks is not supported"):
+        AffinityPropagation(affinity="precomputed", client=client).fit(chunks)
+    duplicated = sparse.coo_matrix(([1.0, 2.0], ([0, 0], [1, 1])), shape=(3, 3))
+    with pytest.raises(ValueError, match="more than once"):
+        AffinityPropagation(affinity="precomputed", client=client).fit(duplicated)
     # A block too large for its worker is refused before it is allocated.
     with pytest.raises(MemoryError, match="memory limit"):
         AffinityPropagation(client=client).fit(_blobs(10_000))

@@ -115,13 +115,16 @@ class _CheckedFuture:
             ) from error
 
 
-def start_blocks(client, bounds, dtype, workers=None, row_chunks=None, timeout=None):
-    """One RowBlock actor per block, block ``p`` on ``workers[p]`` (default:
-    the cluster's workers in turn).
+def start_blocks(client, bounds, dtype, workers=None, row_chunks=None, timeout=None,
+                 block_class=RowBlock, block_options=None):
+    """One ``block_class`` actor per block (``RowBlock``, or
+    ``SparseRowBlock`` for a sparse graph), block ``p`` on ``workers[p]``
+    (default: the cluster's workers in turn).
 
     ``row_chunks`` (futures of the blocks' rows of a precomputed ``S``,
-    already on the workers) are handed to the actors where they live. Each
-    block checks its size against its worker's memory limit before
+    already on the workers) are handed to the actors where they live;
+    ``block_options[p]`` (a dict) adds keyword arguments of block ``p``.
+    Each block checks its size against its worker's memory limit before
     allocating; a refusal raises MemoryError here.
     """
     info = client.scheduler_info(n_workers=-1)["workers"]
@@ -135,13 +138,15 @@ def start_blocks(client, bounds, dtype, workers=None, row_chunks=None, timeout=N
     futures = []
     for p in range(n_blocks):
         worker = workers[p]
+        options = dict(block_options[p]) if block_options is not None else {}
+        if row_chunks is not None:
+            options["S_rows"] = row_chunks[p]
         futures.append(
             client.submit(
-                RowBlock, n_samples, int(bounds[p]), int(bounds[p + 1]), np.dtype(dtype),
+                block_class, n_samples, int(bounds[p]), int(bounds[p + 1]), np.dtype(dtype),
                 n_threads=int(info[worker].get("nthreads", 1)),
                 memory_limit=info[worker].get("memory_limit") or None,
-                S_rows=None if row_chunks is None else row_chunks[p],
-                actor=True, workers=[worker], allow_other_workers=False, pure=False,
+                actor=True, workers=[worker], allow_other_workers=False, pure=False, **options,
             )
         )
     try:

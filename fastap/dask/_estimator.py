@@ -9,6 +9,7 @@ NumPy arrays on the client; ``predict`` is the single machine's.
 from numbers import Integral, Real
 
 import numpy as np
+from scipy import sparse
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
@@ -17,7 +18,14 @@ from fastap._estimator import AffinityPropagation as _SingleMachineAffinityPropa
 from fastap._estimator import FitOutcome
 from fastap._kernels.noise import counter_noise_seed
 from fastap._similarity import check_square, similarity_dtype, validated_preference
+from fastap._sparse import canonical_csr
 from fastap.dask._cluster import start_blocks
+from fastap.dask._sparse_block import SparseRowBlock
+from fastap.dask._sparse_state import (
+    SparseBlockMessageState,
+    stored_median_of_blocks,
+    stored_quantile_of_blocks,
+)
 from fastap.dask._state import (
     SEGMENT_COLUMNS,
     BlockMessageState,
@@ -57,6 +65,17 @@ class AffinityPropagation(_SingleMachineAffinityPropagation):
     result of ``fastap.AffinityPropagation(noise="counter")`` on one machine
     (on the same ``S``; from features, BLAS may round a block's product in
     the last bit differently).
+
+    A sparse similarity graph (a SciPy sparse matrix with
+    ``affinity="precomputed"``, with the single machine's meaning: a pair
+    not stored is never an exemplar of that sample) runs the same way on
+    its stored pairs: each block holds its rows' pairs with their ``R`` and
+    ``A``, the default preference is the exact median of the stored values
+    (``preference_quantile``: of the stored off-diagonal ones), selected
+    over the blocks; the result equals the single machine's sparse fit with
+    ``noise="counter"`` bitwise. The graph is validated and cut into row
+    blocks on the client, so it must fit there; its blocks are sent to the
+    workers (a dask array of sparse chunks is not supported).
 
     Parameters
     ----------
@@ -101,7 +120,9 @@ damping_, cluster_centers_, n_features_in_, history_
     -----
     Memory: each worker holds ``3 * n_rows * N * itemsize`` bytes for its
     blocks (checked against its memory limit before allocating), the
-    client O(N) (plus ``X`` for features, sent to every worker).
+    client O(N) (plus ``X`` for features, sent to every worker). On a
+    sparse graph: about ``3 * itemsize + 8`` bytes per stored pair of the
+    worker's blocks, and the whole graph on the client during ``fit``.
     """
 
     _parameter_constraints: dict = {
@@ -169,7 +190,7 @@ damping_, cluster_centers_, n_features_in_, history_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = self.affinity == "precomputed"
         return tags
 
     def _check_distributed_options(self):
@@ -213,6 +234,8 @@ damping_, cluster_centers_, n_features_in_, history_
             to the client (N x n_features) and sent to every worker; a
             dask array of similarities stays on the workers: its row chunks
             become the blocks (rechunked to whole rows, or to ``n_blocks``).
+            With ``affinity="precomputed"`` also a SciPy sparse matrix or
+            array (a similarity graph, on the client; see the class notes).
         y : Ignored
 
         Returns
@@ -221,13 +244,15 @@ damping_, cluster_centers_, n_features_in_, history_
         """
         self._validate_params()
         self._check_distributed_options()
+        graph = self._check_sparse_input(X)
         client = self._get_client()
         blocks, bounds, dtype, X_features = self._start(client, X)
         try:
-            preference = self._preference_on(blocks, bounds, dtype)
+            preference = self._preference_on(blocks, bounds, dtype, graph)
             place_preference(blocks, bounds, preference, dtype)
             options = self._run_options(warm=False)
-            state = BlockMessageState(
+            state_class = SparseBlockMessageState if graph else BlockMessageState
+            state = state_class(
                 blocks, bounds, dtype, preference, options.damping,
                 counter_noise_seed(self.random_state), segment_columns=self.segment_columns,
             )
@@ -241,9 +266,28 @@ damping_, cluster_centers_, n_features_in_, history_
         self.n_blocks_ = len(bounds) - 1
         return self
 
+    def _check_sparse_input(self, X):
+        """Whether ``X`` is a sparse graph (refusing what Dask cannot take)."""
+        if _is_dask_array(X) and sparse.issparse(getattr(X, "_meta", None)):
+            raise ValueError(
+                "A dask array of sparse chunks is not supported by fastap.dask; pass the "
+                "similarity graph as a SciPy sparse matrix (it must fit on the client)."
+            )
+        if not sparse.issparse(X):
+            return False
+        if self.affinity != "precomputed":
+            raise ValueError(
+                f"Sparse input with affinity={self.affinity!r}: fastap.dask takes sparse "
+                "input only as a precomputed similarity graph (affinity='precomputed'); "
+                "sparse features are not supported on Dask."
+            )
+        return True
+
     def _start(self, client, X):
         """Blocks on the workers holding their rows of ``S``:
         ``(blocks, bounds, dtype, X)`` (``X`` validated features, or None)."""
+        if sparse.issparse(X):
+            return self._start_from_sparse_graph(client, X)
         if self.affinity == "precomputed" and _is_dask_array(X):
             return self._start_from_dask_similarities(client, X)
         if _is_dask_array(X):
@@ -301,9 +345,40 @@ damping_, cluster_centers_, n_features_in_, history_
         )
         return blocks, bounds, dtype, None
 
-    def _preference_on(self, blocks, bounds, dtype):
+    def _start_from_sparse_graph(self, client, X):
+        """A sparse graph validated and made canonical on the client (the
+        single machine's ``canonical_csr``: sorted rows, duplicates refused,
+        float32 or float64), its row blocks sent to SparseRowBlock actors."""
+        # COO is kept so that its duplicates are seen (as on one machine).
+        X = validate_data(self, X, accept_sparse=["csr", "csc", "coo"], dtype="numeric")
+        indptr, indices, data = canonical_csr(X)
+        bounds = self._bounds(X.shape[0], client)
+        starts = indptr[bounds]
+        pairs = np.diff(starts) + np.diff(bounds)  # the diagonals, if inserted
+        blocks = start_blocks(
+            client, bounds, data.dtype, timeout=self.timeout, block_class=SparseRowBlock,
+            block_options=[{"n_pairs": int(n_pairs)} for n_pairs in pairs],
+        )
+        try:
+            blocks.results([
+                blocks.call(
+                    p, "set_graph", indptr[bounds[p]:bounds[p + 1] + 1] - starts[p],
+                    indices[starts[p]:starts[p + 1]], data[starts[p]:starts[p + 1]],
+                )
+                for p in range(len(blocks))
+            ])
+        except BaseException:
+            blocks.close()
+            raise
+        return blocks, bounds, data.dtype, None
+
+    def _preference_on(self, blocks, bounds, dtype, graph=False):
         if self.preference is not None:
             return validated_preference(self.preference, int(bounds[-1]), dtype)
+        if graph and self.preference_quantile is not None:
+            return np.asarray(stored_quantile_of_blocks(blocks, dtype, self.preference_quantile))
+        if graph:
+            return np.asarray(stored_median_of_blocks(blocks, bounds, dtype))
         if self.preference_quantile is not None and bounds[-1] > 1:
             return np.asarray(
                 off_diagonal_quantile_of_blocks(blocks, bounds, dtype, self.preference_quantile)

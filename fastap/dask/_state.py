@@ -163,11 +163,17 @@ class BlockMessageState:
         futures = [self.blocks.call(p, method, *args) for p in range(len(self.blocks))]
         return self.blocks.results(futures)
 
+    def _carries_partial_sums(self):
+        """Whether a partial group sum travels with the running sums (dense
+        float32 rows are added in groups, see ``_block.py``; float64 and the
+        sparse blocks add every row into the running sums)."""
+        return self.dtype != np.float64
+
     def _column_sums(self):
         """Step 2: the column sums of Rp added block after block, by segment."""
         P = len(self.blocks)
-        # float64 carries no partial group sum (an empty vector travels).
-        partial_size = 0 if self.dtype == np.float64 else 1
+        # Without a partial group sum an empty vector travels.
+        partial_size = 1 if self._carries_partial_sums() else 0
         futures = [
             self.blocks.call(
                 0, "add_positive_parts", start, np.zeros(stop - start),
@@ -300,7 +306,7 @@ class BlockMessageState:
 # --------------------------------------------------------------------------
 
 
-def _select_key(blocks, width, rank, window, excluded_keys=None):
+def select_key_of_blocks(blocks, width, rank, window, excluded_keys=None):
     """Key of 0-based ``rank`` among all blocks' keys (or their windows'),
     leaving out one occurrence of each of ``excluded_keys``: the single
     machine's radix selection with digit histograms summed over the blocks."""
@@ -318,7 +324,7 @@ def _middle_values(blocks, dtype, low_rank, window, n_before):
     """The values of ranks ``low_rank`` and ``low_rank + 1`` (ranks counted
     after ``n_before`` entries that lie below every key searched)."""
     width = dtype.itemsize * 8
-    low_key = _select_key(blocks, width, low_rank - n_before, window)
+    low_key = select_key_of_blocks(blocks, width, low_rank - n_before, window)
     futures = [
         blocks.call(p, "count_not_above_and_next", low_key, window) for p in range(len(blocks))
     ]
@@ -336,9 +342,11 @@ _MEDIAN_SAMPLE = 1 << 16
 _MEDIAN_WINDOW = 0.01
 
 
-def median_of_blocks(blocks, bounds, dtype):
+def median_of_blocks(blocks, bounds, dtype, sizes=None):
     """Exactly ``np.median(S)`` of the n x n matrix the blocks hold, diagonal
-    included (scikit-learn's default preference), without gathering it.
+    included (scikit-learn's default preference), without gathering it;
+    with ``sizes`` (values per block), of the values the blocks present
+    instead (a sparse graph's stored values, ``_sparse_state.py``).
 
     A sample of 2**16 entries (drawn on the blocks in proportion to their
     rows) brackets the median; one pass over every block counts the entries
@@ -350,14 +358,16 @@ def median_of_blocks(blocks, bounds, dtype):
     Only histograms, counts and the sample travel: O(2**16) values.
     """
     dtype = np.dtype(dtype)
-    n_samples = int(bounds[-1])
-    size = n_samples * n_samples
+    if sizes is None:
+        sizes = np.diff(bounds) * int(bounds[-1])
+    sizes = [int(size) for size in sizes]
+    size = sum(sizes)
     low_rank = (size - 1) // 2
     high_rank = size // 2
     window = False
     n_before = 0
     if size > 4 * _MEDIAN_SAMPLE:
-        shares = [max(1, _MEDIAN_SAMPLE * int(rows) // n_samples) for rows in np.diff(bounds)]
+        shares = [max(1, _MEDIAN_SAMPLE * part // size) if part else 0 for part in sizes]
         futures = [blocks.call(p, "median_sample", shares[p], 0) for p in range(len(blocks))]
         sample = np.sort(np.concatenate(blocks.results(futures)))
         low = sample[int((0.5 - _MEDIAN_WINDOW) * sample.size)]
@@ -398,7 +408,7 @@ def off_diagonal_quantile_of_blocks(blocks, bounds, dtype, q):
     diagonal_keys = order_key(bits_view(np.ascontiguousarray(diagonal, dtype=dtype)))
     width = dtype.itemsize * 8
     low, high = (
-        key_to_value(_select_key(blocks, width, rank, False, diagonal_keys), dtype)
+        key_to_value(select_key_of_blocks(blocks, width, rank, False, diagonal_keys), dtype)
         for rank in (lower, upper)
     )
     return dtype.type(np.quantile(np.array([low, high], dtype=dtype), virtual_index - lower))

@@ -8,12 +8,13 @@ are bitwise scikit-learn's. The updates themselves are in
 ``_kernels/messages.py``.
 """
 
+import glob
 import threading
 
 import numpy as np
 
 from fastap._damping import DampingPairs
-from fastap._kernels import assign, messages, setup
+from fastap._kernels import assign, legacy_normal, messages, setup
 from fastap._preference import preference_range_of_similarities
 
 # Below these sizes one thread beats two (per-iteration times, 2-core VM,
@@ -44,21 +45,35 @@ def group_rows_of(n_samples):
     return int(max(1, min(64, n_samples // 8)))
 
 
+def memory_nodes():
+    """Memory (NUMA) nodes of this machine as Linux lists them; 1 elsewhere."""
+    return max(1, len(glob.glob("/sys/devices/system/node/node[0-9]*")))
+
+
 class MessageMatrices:
     """R and A, allocated before the set-up, their pages mapped meanwhile.
 
-    The set-up (similarity, median, the serial noise draw) leaves a core
-    idle much of the time; a helper thread uses it to make the OS map the
-    message matrices' pages (slow on virtual machines: ~2.5 s per GiB at
-    first touch, measured here), which the first iteration would otherwise
-    wait for.
+    The set-up (similarity, median) leaves a core idle part of the time; a
+    helper thread uses it to make the OS map the message matrices' pages
+    (slow on virtual machines: ~2.5 s per GiB at first touch, measured here),
+    which the first iteration would otherwise wait for.
+
+    On a machine with several memory nodes a page lands on the node of the
+    thread that first writes it: there the matrices are left unmapped and
+    :meth:`DenseMessageState.prepare` zeroes each row from the thread whose
+    share of the pass it is (``messages.zero_rows_as_pass``), so that the
+    iterations read local memory. Both ways give zero matrices.
     """
 
-    def __init__(self, n_samples, dtype):
-        self.R = np.zeros((n_samples, n_samples), dtype=dtype)
-        self.A = np.zeros((n_samples, n_samples), dtype=dtype)
-        self._toucher = threading.Thread(target=self._touch, daemon=True)
-        self._toucher.start()
+    def __init__(self, n_samples, dtype, n_threads=1):
+        self.first_touch_by_rows = n_threads > 1 and memory_nodes() > 1
+        allocate = np.empty if self.first_touch_by_rows else np.zeros
+        self.R = allocate((n_samples, n_samples), dtype=dtype)
+        self.A = allocate((n_samples, n_samples), dtype=dtype)
+        self._toucher = None
+        if not self.first_touch_by_rows:
+            self._toucher = threading.Thread(target=self._touch, daemon=True)
+            self._toucher.start()
 
     def _touch(self):
         setup.touch_pages(self.R)
@@ -66,8 +81,10 @@ class MessageMatrices:
 
     def ready(self):
         """Wait for the helper thread; hand over ``(R, A)`` (kept no longer here,
-        so that they are freed with the state that uses them)."""
-        self._toucher.join()
+        so that they are freed with the state that uses them). Unless
+        :attr:`first_touch_by_rows`, they are zero."""
+        if self._toucher is not None:
+            self._toucher.join()
         R, A = self.R, self.A
         self.R = self.A = None
         return R, A
@@ -76,17 +93,28 @@ class MessageMatrices:
 def add_degeneracy_noise(S, random_state):
     """scikit-learn's ``S += (eps * S + tiny * 100) * N(0, 1)``, drawn by row
     blocks from the same RandomState (the same stream as one N x N draw).
-    Returns the normals drawn for the diagonal."""
+    Returns the normals drawn for the diagonal.
+
+    A ``RandomState`` is drawn from by ``legacy_normal`` (NumPy's values,
+    bitwise, in parallel: 12 ns per value on one thread against NumPy's 20,
+    measured at 4M values); any other stream (the counter noise's) by its own
+    ``standard_normal``.
+    """
     n = S.shape[0]
     info = np.finfo(S.dtype)
     rows_per_block = max(1, _NOISE_BLOCK_ELEMENTS // n)
     diagonal_normals = np.empty(n, dtype=np.float64)
+    buffer = np.empty(min(rows_per_block, n) * n, dtype=np.float64)
     for start in range(0, n, rows_per_block):
         stop = min(start + rows_per_block, n)
-        noise = random_state.standard_normal(size=(stop - start, n))
+        noise = buffer[: (stop - start) * n].reshape(stop - start, n)
+        if isinstance(random_state, np.random.RandomState):
+            legacy_normal.fill_standard_normal(random_state, noise)
+        else:
+            noise[:] = random_state.standard_normal(size=(stop - start, n))
         rows = np.arange(stop - start)
         diagonal_normals[start:stop] = noise[rows, start + rows]
-        setup.add_degeneracy_noise(
+        legacy_normal.add_degeneracy_noise_parallel(
             S[start:stop].reshape(-1), noise.reshape(-1), info.eps, info.tiny * 100
         )
     return diagonal_normals
@@ -248,10 +276,12 @@ class DenseMessageState(DampingPairs):
         S = self.S
         n = self.n_samples
         self._prepare_similarities()
+        first_touch_by_rows = False
         if self._warm_messages is not None:
             self.R, self.A = self._warm_messages
         else:
-            matrices = self._matrices or MessageMatrices(n, S.dtype)
+            matrices = self._matrices or MessageMatrices(n, S.dtype, self.n_threads)
+            first_touch_by_rows = matrices.first_touch_by_rows
             self.R, self.A = matrices.ready()
         self._matrices = self._warm_messages = None
         # Flags as the messages stand, so that a warm start counts changes
@@ -270,6 +300,16 @@ class DenseMessageState(DampingPairs):
         if self.grouped:
             self.group_rows = group_rows_of(n)
             self.group_sums = np.empty((-(-n // self.group_rows), n), dtype=np.float64)
+        if first_touch_by_rows:
+            self._zero_messages_by_rows()
+
+    def _zero_messages_by_rows(self):
+        """Zero R and A, each row from the thread whose share of the pass it is."""
+        n_tasks = self.row_values.shape[0]
+        rows_per_unit = self.group_rows if self.grouped else self.block_rows
+        for M in (self.R, self.A):
+            messages.zero_rows_as_pass(M, n_tasks, rows_per_unit, self.grouped)
+        self.is_exemplar[:] = False
 
     def _prepare_similarities(self):
         """Preferences on the diagonal, then the degeneracy noise (unless

@@ -476,7 +476,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         )
 
     def _fit_dense(self, X, n_threads):
-        S, X, matrices, warm = self._dense_similarities(X)
+        S, X, matrices, warm = self._dense_similarities(X, n_threads)
         n_samples = S.shape[0]
         self._check_n_clusters(n_samples)
         preference = None
@@ -539,7 +539,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
             return None
         return warm
 
-    def _dense_similarities(self, X):
+    def _dense_similarities(self, X, n_threads):
         """``(S, X, matrices, warm_messages)``: the similarity matrix, the
         validated features (None for precomputed), message matrices
         allocated ahead (None for a warm start) and the warm messages."""
@@ -547,7 +547,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
             S = self._validate_precomputed(X)
             warm = self._dense_warm_messages(S.shape[0], S.dtype)
             lean = self._uses_lean_engine(S.dtype, warm)
-            matrices = None if warm or lean else MessageMatrices(S.shape[0], S.dtype)
+            matrices = None if warm or lean else MessageMatrices(S.shape[0], S.dtype, n_threads)
             return S, None, matrices, warm
         # Keep the caller's dtype for cluster_centers_ (as scikit-learn);
         # similarities are float32 for float32 input, else float64.
@@ -562,7 +562,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         _resources.check_dense_memory(
             n_samples, dtype, 1 if warm else (2 if lean else 3), temporary
         )
-        matrices = None if warm or lean else MessageMatrices(n_samples, dtype)
+        matrices = None if warm or lean else MessageMatrices(n_samples, dtype, n_threads)
         S = similarities(X, self.affinity, dtype, copy=self.copy)
         return S, X, matrices, warm
 

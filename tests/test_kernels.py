@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fastap import AffinityPropagation, _dense, _resources, _run, _similarity
-from fastap._kernels import setup
+from fastap._kernels import messages, setup
 from tests.data import blobs, similarity
 from tests.reference_ap import (
     iterate,
@@ -243,9 +243,12 @@ def test_negative_squared_euclidean_matches_sklearn(n_features, float_dtype, mon
     np.testing.assert_allclose(S, negative_squared_euclidean(X), rtol=1e-5, atol=1e-3)
 
 
-def test_noise_by_blocks_equals_one_full_draw(float_dtype, monkeypatch):
+# 37: blocks of an odd number of values, whose last normal NumPy keeps
+# cached for the next block (has_gauss).
+@pytest.mark.parametrize("n_samples", [40, 37])
+def test_noise_by_blocks_equals_one_full_draw(float_dtype, monkeypatch, n_samples):
     monkeypatch.setattr(_dense, "_NOISE_BLOCK_ELEMENTS", 50)  # many blocks
-    S = similarity(blobs(40, random_state=4)).astype(float_dtype)
+    S = similarity(blobs(n_samples, random_state=4)).astype(float_dtype)
     ours = S.copy()
     random_state = np.random.RandomState(9)
     _dense.add_degeneracy_noise(ours, random_state)
@@ -271,3 +274,23 @@ def test_off_diagonal_all_equal():
     assert setup.off_diagonal_all_equal(S)
     S[4, 3] = 2.0000001
     assert not setup.off_diagonal_all_equal(S)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("n_tasks, rows_per_unit", [(1, 4), (2, 4), (3, 5)])
+def test_zero_rows_as_pass_zeroes_every_row(grouped, n_tasks, rows_per_unit):
+    M = np.full((23, 23), np.nan)
+    messages.zero_rows_as_pass(M, n_tasks, rows_per_unit, grouped)
+    assert not M.any()
+
+
+def test_first_touch_by_rows_gives_the_same_fit(float_dtype, monkeypatch):
+    # On a machine with several memory nodes the message matrices are
+    # zeroed by the threads of the pass instead of a helper thread.
+    X = blobs(700, centers=5, random_state=3, dtype=float_dtype)
+    expected = AffinityPropagation(random_state=0, n_jobs=2, engine="stored").fit(X)
+    monkeypatch.setattr(_dense, "memory_nodes", lambda: 2)
+    assert _dense.MessageMatrices(3, float_dtype, n_threads=2).first_touch_by_rows
+    fitted = AffinityPropagation(random_state=0, n_jobs=2, engine="stored").fit(X)
+    np.testing.assert_array_equal(fitted.labels_, expected.labels_)
+    assert fitted.n_iter_ == expected.n_iter_

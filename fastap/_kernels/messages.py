@@ -513,6 +513,40 @@ def add_group_sums(group_sums, col_sum_acc):
 
 
 @serial_kernel
+def _zero_rows(M, first_row, last_row):
+    zero = M.dtype.type(0)
+    for i in range(first_row, last_row):
+        row = M[i]
+        for k in range(row.size):
+            row[k] = zero
+
+
+@parallel_kernel
+def zero_rows_as_pass(M, n_tasks, rows_per_unit, grouped):
+    """``M[:] = 0``, each row written by the task that updates it in the
+    pass: blocks of ``rows_per_unit`` rows shared by the tasks as
+    :func:`update_messages_parallel` shares them, or (``grouped``) groups of
+    ``rows_per_unit`` rows dealt out as :func:`update_messages_grouped_parallel`
+    deals them. On a machine with several memory nodes a page lands on the
+    node of the thread that first writes it: the pass then reads local memory.
+    """
+    n = M.shape[0]
+    if grouped:
+        n_groups = (n + rows_per_unit - 1) // rows_per_unit
+        for task in prange(n_tasks):
+            for group in range(task, n_groups, n_tasks):
+                _zero_rows(M, group * rows_per_unit, min((group + 1) * rows_per_unit, n))
+        return
+    for block_start in range(0, n, rows_per_unit):
+        block_size = min(block_start + rows_per_unit, n) - block_start
+        for task in prange(n_tasks):
+            _zero_rows(
+                M, block_start + task * block_size // n_tasks,
+                block_start + (task + 1) * block_size // n_tasks,
+            )
+
+
+@serial_kernel
 def finish_iteration(A, R, col_sum, col_sum_acc, damping, one_minus_damping, is_exemplar):
     """Close an iteration in O(n): diagonal availabilities and exemplar flags.
 

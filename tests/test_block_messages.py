@@ -369,8 +369,9 @@ def _sparse_single_machine(S, **options):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n_blocks", [1, 2, 3, 7])
 def test_sparse_stand_in_equals_the_single_machine_bitwise(graph, dtype, n_blocks, monkeypatch):
-    """A whole run through ``_run.run``: preference, clusters, n_iter; then
-    the messages after as many iterations, bitwise."""
+    """A whole run through ``_run.run``: preference, clusters, n_iter,
+    history (the net similarity on stored pairs); then the messages after as
+    many iterations, bitwise."""
     from fastap import _run
     from fastap.dask import _sparse_block
 
@@ -378,16 +379,18 @@ def test_sparse_stand_in_equals_the_single_machine_bitwise(graph, dtype, n_block
         monkeypatch.setattr(_sparse_block, "PARALLEL_MIN_PAIRS", 0)
     n = 131
     S = (_random_graph if graph == "random" else _knn_graph)(n, dtype, random_state=n_blocks)
-    single = _sparse_single_machine(S, max_iter=300)
+    single = _sparse_single_machine(S, max_iter=300, record_history=True)
     state, preference = _sparse_stand_in(S, _uneven_bounds(n, n_blocks),
                                          n_threads=1 + n_blocks % 2)
     assert preference == single.preference_
-    result = _run.run(state, _run.RunOptions(max_iter=300))
+    result = _run.run(state, _run.RunOptions(max_iter=300, record_history=True))
     assert result.converged == single.converged_
     assert np.array_equal(result.cluster_centers_indices, single.cluster_centers_indices_)
     assert np.array_equal(result.labels, single.labels_)
     assert result.n_iter == single.n_iter_
     assert result.cluster_centers_indices.size > 1
+    for name, values in single.history_.items():
+        np.testing.assert_array_equal(result.history[name], values, err_msg=name)
     state.reset()  # the messages were released at the end of the run
     for _ in range(single.n_iter_):
         state.iterate()

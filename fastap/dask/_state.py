@@ -7,7 +7,8 @@
 future (``.result()``), and ``len()``: :class:`LocalBlocks` calls blocks in
 this process (the stand-in the tests run with P in {1, 2, 3, 7}), and
 ``fastap.dask._cluster.ActorBlocks`` calls Dask actors. The state is the
-same code in both cases.
+same code in both cases. A sparse graph's blocks (``_sparse_block.py``)
+run the same exchange through its subclass ``_sparse_state.SparseBlockMessageState``.
 
 One iteration
 -------------

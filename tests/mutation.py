@@ -197,11 +197,9 @@ MUTANTS = [
         "a row's availabilities of the previous iteration finished with this "
         "iteration's damping (visible only when the damping changes)",
         Edit(MESSAGES,
-             "        col_sum_acc[k] += max(r, zero)\n        a = next_availability(\n"
-             "            A_next[k], R_next[k], col_sum[k], previous_damping, "
-             "previous_one_minus_damping, zero\n",
-             "        col_sum_acc[k] += max(r, zero)\n        a = next_availability(\n"
-             "            A_next[k], R_next[k], col_sum[k], damping, one_minus_damping, zero\n"),
+             "        i, S_row, A_row, R_row, col_sum, previous_damping, "
+             "previous_one_minus_damping,\n",
+             "        i, S_row, A_row, R_row, col_sum, damping, one_minus_damping,\n"),
         ["tests/test_damping_schedule.py"],
     ),
     # ---- drivers (moving in the restructure: update the snippets there) ----
@@ -215,8 +213,9 @@ MUTANTS = [
     mutant(
         "preference-on-anti-diagonal",
         "the preference written on the anti-diagonal instead of the diagonal",
-        Edit(DENSE, "            S.flat[:: n + 1] = self.preference\n",
-             "            S.flat[n - 1 : n * n - 1 : n - 1] = self.preference\n"),
+        Edit(DENSE, "            self.S.flat[:: self.n_samples + 1] = self.preference\n",
+             "            self.S.flat[self.n_samples - 1 : self.n_samples**2 - 1 : self.n_samples - 1]"
+             " = self.preference\n"),
         ["tests/test_parity.py"],
     ),
 ]

@@ -52,12 +52,8 @@ from numba import prange
 from fastap._kernels._jit import parallel_kernel, serial_kernel
 from fastap._kernels.messages import (
     add_positive_part,
-    availability_and_values,
     finish_availability_row,
-    responsibility_row,
-    responsibility_sums_then_next_availability,
-    responsibility_then_next_availability,
-    search_row,
+    update_row,
 )
 
 # Columns per task in step 4: long enough to stream, short enough to split
@@ -71,44 +67,14 @@ def _update_rows_of_block(
     previous_one_minus_damping, finish_previous, row_values, chunk_top, accumulate, col_sum_acc,
 ):
     """Steps 1-3 (and 4 into ``col_sum_acc`` if ``accumulate``) for local
-    rows ``[first, last)``, software-pipelined as ``messages._update_rows``
-    (step 3 of row ``r`` with step 1 of row ``r + 1``); diagonal columns are
+    rows ``[first, last)`` (``messages.update_row``); diagonal columns are
     the global rows ``r + row_offset``."""
-    if first >= last:
-        return
-    availability_and_values(
-        first + row_offset, S[first], A[first], R[first], col_sum, previous_damping,
-        previous_one_minus_damping, finish_previous, row_values,
-    )
-    best_index, best_value, second_value = search_row(row_values, chunk_top)
     for r in range(first, last):
-        j = r + 1
-        has_next = j < last
-        if has_next and finish_previous and accumulate:
-            responsibility_sums_then_next_availability(
-                r + row_offset, S[r], R[r], best_index, best_value, second_value,
-                j + row_offset, S[j], A[j], R[j], col_sum, col_sum_acc, damping,
-                one_minus_damping, previous_damping, previous_one_minus_damping, row_values,
-            )
-        elif has_next and finish_previous:
-            responsibility_then_next_availability(
-                S[r], R[r], best_index, best_value, second_value, j + row_offset, S[j], A[j],
-                R[j], col_sum, damping, one_minus_damping, previous_damping,
-                previous_one_minus_damping, row_values,
-            )
-        else:
-            responsibility_row(
-                S[r], R[r], best_index, best_value, second_value, damping, one_minus_damping
-            )
-            if accumulate:
-                add_positive_part(r + row_offset, R[r], col_sum_acc)
-            if has_next:
-                availability_and_values(
-                    j + row_offset, S[j], A[j], R[j], col_sum, previous_damping,
-                    previous_one_minus_damping, finish_previous, row_values,
-                )
-        if has_next:
-            best_index, best_value, second_value = search_row(row_values, chunk_top)
+        update_row(
+            r + row_offset, S[r], A[r], R[r], col_sum, damping, one_minus_damping,
+            previous_damping, previous_one_minus_damping, finish_previous, row_values,
+            chunk_top, accumulate, col_sum_acc,
+        )
 
 
 @parallel_kernel

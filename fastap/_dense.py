@@ -215,6 +215,13 @@ class DenseMessageState(DampingPairs):
         ``S`` already holds its preferences and noise (:meth:`prepare` only
         makes the messages ready; tests and benchmarks iterate on a matrix
         prepared elsewhere). No :meth:`set_preference` then.
+    grouped_sums : bool or None
+        Add the column sums by fixed groups of rows (see messages.py) rather
+        than row by row. None: grouped for float32; float64 follows
+        scikit-learn's order, which its bitwise parity needs. With the
+        counter noise there is no scikit-learn result to match, and the
+        distributed engine, whose blocks then sum their own groups in their
+        row pass, must agree with this one: the estimator asks for groups.
 
     Attributes
     ----------
@@ -227,13 +234,15 @@ class DenseMessageState(DampingPairs):
 
     def __init__(self, S, preference=None, *, damping, random_state=None, n_threads=1,
                  matrices=None,
-                 warm_messages=None, preference_offset=None, prepared=False):
+                 warm_messages=None, preference_offset=None, prepared=False,
+                 grouped_sums=None):
         self.S = S
         self.n_samples = S.shape[0]
         self.dtype = S.dtype
         self.preference = np.diagonal(S).copy() if preference is None else preference
         self.preference_offset = preference_offset
         self._prepared = prepared
+        self.grouped = S.dtype == np.float32 if grouped_sums is None else bool(grouped_sums)
         # The scalar the last set_preference put on the diagonal (a warm
         # step shifts the messages by its change).
         self._scalar_preference = self.preference if np.ndim(self.preference) == 0 else None
@@ -294,9 +303,6 @@ class DenseMessageState(DampingPairs):
         self.row_values = np.empty((n_tasks, n), dtype=S.dtype)
         self.chunk_top = np.empty((n_tasks, messages.search_chunks(n)), dtype=np.int64)
         self.block_rows = _block_rows(n, S.dtype.itemsize, n_tasks)
-        # float64 follows scikit-learn's order of the column sums; float32
-        # adds them by fixed groups of rows (see messages.py).
-        self.grouped = S.dtype == np.float32
         if self.grouped:
             self.group_rows = group_rows_of(n)
             self.group_sums = np.empty((-(-n // self.group_rows), n), dtype=np.float64)

@@ -487,11 +487,18 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
                 self._dense_preference(S, n_threads), n_samples, S.dtype
             )
         options = self._run_options(warm is not None)
-        engine = LeanMessageState if self._uses_lean_engine(S.dtype, warm) else DenseMessageState
+        if self._uses_lean_engine(S.dtype, warm):
+            engine, engine_options = LeanMessageState, {}
+        else:
+            # The counter noise's column sums are added by groups of rows,
+            # as fastap.dask's blocks add them (see DenseMessageState).
+            engine, engine_options = DenseMessageState, {"grouped_sums": (
+                True if self.noise == "counter" else None
+            )}
         state = engine(
             S, S.dtype.type(0) if preference is None else preference,
             damping=options.damping, random_state=self._noise_stream(),
-            n_threads=n_threads, matrices=matrices, warm_messages=warm,
+            n_threads=n_threads, matrices=matrices, warm_messages=warm, **engine_options,
         )
         result = run_or_search(state, options, n_clusters=self.n_clusters,
                                start=None if preference is None else preference[()])

@@ -62,7 +62,7 @@ def _single_machine(S_raw, preference, damping, n_threads):
     S = S_raw.copy()
     state = _dense.DenseMessageState(
         S, preference, damping=damping, random_state=noise.CounterNoiseStream(SEED),
-        n_threads=n_threads,
+        n_threads=n_threads, grouped_sums=True,
     )
     state.prepare()
     return S, state
@@ -122,24 +122,31 @@ def test_assign_equals_single_machine(dtype, n_blocks):
 
 
 def test_damping_change_finishes_with_the_previous_damping():
-    """float64 against the NumPy reference of scikit-learn's loop, where each
-    iteration uses its own damping throughout."""
+    """float64 against the single machine (bitwise) and the NumPy reference of
+    scikit-learn's loop, where each iteration uses its own damping throughout
+    (up to the order of the column sums: groups of rows here, row by row
+    there)."""
     n = 120
     S_raw = _similarities(n, np.float64, random_state=5)
     preference = np.median(S_raw)
-    S, _ = _single_machine(S_raw, preference, 0.5, n_threads=1)
+    S, single = _single_machine(S_raw, preference, 0.5, n_threads=1)
     state = _stand_in(S_raw, _uneven_bounds(n, 3), preference, 0.5)
     R = np.zeros_like(S)
     A = np.zeros_like(S)
     for iteration, damping in enumerate([0.5] * 5 + [0.7] * 3 + [0.9, 0.6] * 3):
         state.set_damping(damping)
+        single.set_damping(damping)
         state.iterate()
+        single.iterate()
         reference_ap.responsibility_step(S, R, A, damping)
         reference_ap.availability_step(R, A, damping)
         assert np.array_equal(state.is_exemplar, np.diag(A) + np.diag(R) > 0), iteration
     R_state, A_state = state.messages()
-    assert np.array_equal(R_state, R)
-    assert np.array_equal(A_state, A)
+    R_single, A_single = single.messages()
+    assert np.array_equal(R_state, R_single)
+    assert np.array_equal(A_state, A_single)
+    np.testing.assert_allclose(R_state, R, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(A_state, A, rtol=1e-12, atol=1e-9)
 
 
 def test_set_preference_and_reset_equal_a_fresh_set_up():
@@ -252,7 +259,7 @@ def test_whole_runs_through_the_run_loop_equal_the_dense_engine(dtype):
     result = _run.run(state, options)
     dense = _dense.DenseMessageState(
         S_raw.copy(), preference, damping=0.5, random_state=noise.CounterNoiseStream(SEED),
-        n_threads=2,
+        n_threads=2, grouped_sums=True,
     )
     expected = _run.run(dense, options)
     assert expected.converged and result.converged

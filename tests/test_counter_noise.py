@@ -215,9 +215,16 @@ def test_estimator_noise_counter_on_a_complete_sparse_graph_is_the_dense_result(
     graph = AffinityPropagation(**options).fit(complete)
     assert np.array_equal(graph.labels_, dense.labels_)
     assert graph.n_iter_ == dense.n_iter_
-    if dtype == np.float64:  # the same order of every sum (float32: see sparse_messages.py)
-        assert np.array_equal(graph.responsibility_.toarray(), dense.responsibility_)
-        assert np.array_equal(graph.availability_.toarray(), dense.availability_)
+    # The messages agree up to the order of the column sums: the dense engine
+    # adds the counter noise's by fixed groups of rows (as fastap.dask's
+    # blocks do), the sparse engine row by row. (With noise="sklearn", where
+    # dense float64 adds row by row too, a complete graph is the dense
+    # result bitwise: tests/test_sparse.py.)
+    tolerance = (
+        {"rtol": 1e-10, "atol": 1e-10} if dtype == np.float64 else {"rtol": 1e-3, "atol": 1e-3}
+    )
+    np.testing.assert_allclose(graph.responsibility_.toarray(), dense.responsibility_, **tolerance)
+    np.testing.assert_allclose(graph.availability_.toarray(), dense.availability_, **tolerance)
 
 
 def test_estimator_noise_counter_is_refused_for_nearest_neighbors():

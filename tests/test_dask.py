@@ -58,6 +58,7 @@ def _single_machine(S, random_state, preference=None, **options):
     state = _dense.DenseMessageState(
         S, preference, damping=options.get("damping", 0.5),
         random_state=noise.CounterNoiseStream(noise.counter_noise_seed(random_state)), n_threads=1,
+        grouped_sums=True,
     )
     return _run.run(state, _run.RunOptions(**options))
 

@@ -79,44 +79,28 @@ class RowBlock:
         """Cut the block's rows into units of work for the pass and decide
         which column sums the pass adds itself (see block_messages.py).
 
-        float64: block 0 on one thread is one unit whose sums start from
-        zero, as the running sums do (fused); other blocks add their rows
-        in step 4. float32: the rows of a group begun in the previous block
-        (added in step 4, continuing its partial sum), then one unit per
-        group that starts here, each summed from zero in the pass.
+        Column sums are added by fixed groups of rows (``group_rows_of(n)``,
+        as the single machine adds them with the counter noise): first the
+        rows of a group begun in the previous block (added in step 4,
+        continuing its partial sum), then one unit per group that starts
+        here, each summed from zero in the pass, while the rows are in cache.
         """
         n, first, last = self.n_samples, self.first_row, self.last_row
-        n_rows = last - first
-        self.group_rows = group_rows_of(n) if self.dtype == np.float32 else 0
-        self.lead_rows = 0
-        self.lead_completes = False
+        self.group_rows = group_rows = group_rows_of(n)
         self.groups = []  # (sum row, complete in this block)
-        if self.group_rows == 0:
-            if first == 0 and self.n_threads == 1:
-                bounds, sum_rows = [0, n_rows], [0]
-                self.fused_whole = True
-            else:
-                tasks = self.n_threads
-                bounds = [t * n_rows // tasks for t in range(tasks + 1)]
-                sum_rows = [-1] * tasks
-                self.fused_whole = False
-            n_sums = 1 if self.fused_whole else 0
-        else:
-            self.fused_whole = False
-            group_rows = self.group_rows
-            first_group = -(-first // group_rows) * group_rows
-            self.lead_rows = min(first_group, last) - first
-            self.lead_completes = self.lead_rows > 0 and min(first_group, n) <= last
-            bounds, sum_rows = [0], []
-            if self.lead_rows > 0:
-                bounds.append(self.lead_rows)
-                sum_rows.append(-1)
-            for k, group_start in enumerate(range(first_group, last, group_rows)):
-                group_stop = min(group_start + group_rows, n)
-                bounds.append(min(group_stop, last) - first)
-                sum_rows.append(k)
-                self.groups.append((k, group_stop <= last))
-            n_sums = len(self.groups)
+        first_group = -(-first // group_rows) * group_rows
+        self.lead_rows = min(first_group, last) - first
+        self.lead_completes = self.lead_rows > 0 and min(first_group, n) <= last
+        bounds, sum_rows = [0], []
+        if self.lead_rows > 0:
+            bounds.append(self.lead_rows)
+            sum_rows.append(-1)
+        for k, group_start in enumerate(range(first_group, last, group_rows)):
+            group_stop = min(group_start + group_rows, n)
+            bounds.append(min(group_stop, last) - first)
+            sum_rows.append(k)
+            self.groups.append((k, group_stop <= last))
+        n_sums = len(self.groups)
         self.unit_bounds = np.asarray(bounds, dtype=np.int64)
         self.unit_sum_rows = np.asarray(sum_rows, dtype=np.int64)
         self.unit_sums = np.zeros((max(n_sums, 1), self.n_samples if n_sums else 1))
@@ -278,20 +262,12 @@ class RowBlock:
 
     def add_positive_parts(self, column_start, running, partial):
         """Step 4 on one column segment: the block's share added into the
-        running sums (and the partial group sum, float32) that the previous
-        block handed over; returns the updated ``(running, partial)``."""
+        running sums and the partial group sum that the previous block
+        handed over; returns the updated ``(running, partial)``."""
         running = np.array(running, dtype=np.float64, copy=True)
         partial = np.array(partial, dtype=np.float64, copy=True)
         columns = slice(column_start, column_start + running.size)
         with numba_threads(self.n_threads):
-            if self.group_rows == 0:
-                if self.fused_whole:
-                    running += self.unit_sums[0, columns]
-                else:
-                    block_messages.add_rows_positive_parts(
-                        self.R, 0, self.R.shape[0], self.first_row, column_start, running
-                    )
-                return running, partial
             if self.lead_rows > 0:
                 block_messages.add_rows_positive_parts(
                     self.R, 0, self.lead_rows, self.first_row, column_start, partial

@@ -20,9 +20,13 @@ One iteration
 3. the totals, rounded to the message dtype, go to every block, which
    finishes its diagonal availabilities and returns its exemplar flags.
 
-Bytes per iteration, through the client: ``8 n`` (float64) or ``16 n``
-(float32: running and partial group sums) to and from each block in step
-2, ``itemsize * n`` to each block in step 3, ``n`` flag bytes back.
+Bytes per iteration, through the client: ``16 n`` (running and partial
+group sums; ``8 n`` for sparse blocks) to and from each block in step 2,
+``itemsize * n`` to each block in step 3, ``n`` flag bytes back. Dense rows
+are added by fixed groups of rows (the single machine's order with the
+counter noise, ``DenseMessageState(grouped_sums=True)``): each block sums
+its own groups in its row pass while the rows are in cache, so step 2 only
+adds a few vectors per block and never reads ``R`` again.
 """
 
 import numpy as np
@@ -166,9 +170,9 @@ class BlockMessageState:
 
     def _carries_partial_sums(self):
         """Whether a partial group sum travels with the running sums (dense
-        float32 rows are added in groups, see ``_block.py``; float64 and the
-        sparse blocks add every row into the running sums)."""
-        return self.dtype != np.float64
+        rows are added in groups, see ``_block.py``; the sparse blocks add
+        every row into the running sums)."""
+        return True
 
     def _column_sums(self):
         """Step 2: the column sums of Rp added block after block, by segment."""

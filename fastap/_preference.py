@@ -43,19 +43,28 @@ def preference_range_of_similarities(S, method="bound"):
     n = S.shape[0]
     if n < 2:
         raise ValueError("The preference range needs at least 2 samples.")
-    column_sums = np.empty(n, dtype=np.float64)
+    column_sums = np.zeros(n, dtype=np.float64)
     row_maxima = np.empty(n, dtype=np.float64)
-    preference_kernels.off_diagonal_column_sums_and_row_maxima(S, column_sums, row_maxima)
-    one_exemplar = column_sums.max()
-    high = row_maxima.max()
+    preference_kernels.add_off_diagonal_column_sums_and_row_maxima(S, 0, column_sums, row_maxima)
     if method == "exact":
-        two_exemplars = preference_kernels.best_pair_similarity(np.ascontiguousarray(S.T))
-    else:
-        # Every other sample at its most similar sample, the two least well
-        # placed ones as exemplars (contributing 0): no pair does better.
-        two_smallest = np.partition(row_maxima, 1)[:2]
-        two_exemplars = row_maxima.sum() - two_smallest.sum()
-    return PreferenceRange(float(one_exemplar - two_exemplars), float(high))
+        low = column_sums.max() - preference_kernels.best_pair_similarity(
+            np.ascontiguousarray(S.T)
+        )
+        return PreferenceRange(float(low), float(row_maxima.max()))
+    return preference_range_bound(column_sums, row_maxima)
+
+
+def preference_range_bound(column_sums, row_maxima):
+    """``method="bound"``'s :class:`PreferenceRange` from the off-diagonal
+    column sums and row maxima of the similarities (float64, ``n >= 2``;
+    from one matrix, or summed over the row blocks of the distributed
+    engine)."""
+    one_exemplar = column_sums.max()
+    # Every other sample at its most similar sample, the two least well
+    # placed ones as exemplars (contributing 0): no pair does better.
+    two_smallest = np.partition(row_maxima, 1)[:2]
+    two_exemplars = row_maxima.sum() - two_smallest.sum()
+    return PreferenceRange(float(one_exemplar - two_exemplars), float(row_maxima.max()))
 
 
 def preference_range(X, *, affinity=None, method="bound", n_jobs=None):

@@ -9,8 +9,11 @@ on the same similarities with the same counter noise.
 
 import numpy as np
 import pytest
+from scipy import sparse
 from sklearn.datasets import make_blobs
+from sklearn.exceptions import ConvergenceWarning
 
+import fastap
 from fastap import _dense
 from fastap._kernels import noise, setup
 from fastap.dask._block import RowBlock
@@ -490,3 +493,246 @@ def test_sparse_complete_equal_graph_takes_the_shortcut_and_set_preference_is_fr
         assert state.iterate() == fresh.iterate()
     for pair in zip(state.messages(), fresh.messages()):
         assert np.array_equal(*pair)
+
+
+# --------------------------------------------------------------------------
+# The Dask estimator on the stand-in: n_clusters, keep_messages, warm_start.
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stand_in_estimator(monkeypatch):
+    """``fastap.dask.AffinityPropagation`` on in-process blocks: its blocks
+    are LocalBlocks cut at ``_uneven_bounds(n, n_blocks)`` (the returned
+    function sets ``n_blocks``), block p running 1 + p % 2 threads; the
+    blocks' methods called are recorded."""
+    from fastap.dask import _estimator
+    from fastap.dask._estimator import AffinityPropagation
+
+    called = []
+
+    def start_blocks(client, bounds, dtype, workers=None, row_chunks=None, timeout=None,
+                     block_class=RowBlock, block_options=None):
+        blocks = LocalBlocks(
+            block_class(int(bounds[-1]), a, b, dtype, n_threads=1 + p % 2,
+                        **(block_options[p] if block_options else {}))
+            for p, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))
+        )
+        call = blocks.call
+
+        def recording_call(p, method, *args):
+            called.append(method)
+            return call(p, method, *args)
+
+        blocks.call = recording_call
+        blocks.close = lambda: None
+        return blocks
+
+    monkeypatch.setattr(_estimator, "start_blocks", start_blocks)
+
+    def estimator(n_blocks, **params):
+        monkeypatch.setattr(
+            AffinityPropagation, "_bounds",
+            lambda self, n_samples, client: _uneven_bounds(n_samples, n_blocks),
+        )
+        return AffinityPropagation(client=object(), **params)
+
+    estimator.called = called
+    return estimator
+
+
+def _fitted_alike(fitted, single, messages=True):
+    assert fitted.preference_ == single.preference_
+    assert np.array_equal(fitted.cluster_centers_indices_, single.cluster_centers_indices_)
+    assert np.array_equal(fitted.labels_, single.labels_)
+    assert fitted.n_iter_ == single.n_iter_
+    assert fitted.converged_ == single.converged_
+    assert fitted.damping_ == single.damping_
+    if not messages:
+        return
+    for name in ("responsibility_", "availability_"):
+        got, expected = getattr(fitted, name), getattr(single, name)
+        assert type(got) is type(expected) and got.dtype == expected.dtype, name
+        if hasattr(expected, "indptr"):
+            assert np.array_equal(got.indptr, expected.indptr)
+            assert np.array_equal(got.indices, expected.indices)
+            got, expected = got.data, expected.data
+        assert np.array_equal(got, expected), name
+
+
+@pytest.mark.parametrize("n_blocks", [1, 2, 3])
+def test_n_clusters_and_keep_messages_on_the_stand_in_equal_the_single_machine(
+    stand_in_estimator, n_blocks
+):
+    """Dense float64: the search's every step (warm steps shift the
+    messages on the blocks), the chosen preference, the clusters, the
+    gathered messages and the membership confidence, bitwise."""
+    S = _similarities(130, np.float64, random_state=2)
+    options = dict(affinity="precomputed", random_state=RANDOM_STATE, n_clusters=3,
+                   keep_messages=True)
+    single = fastap.AffinityPropagation(noise="counter", **options).fit(S)
+    fitted = stand_in_estimator(n_blocks, **options).fit(S)
+    assert single.cluster_centers_indices_.size == 3
+    assert len(single.preference_search_) > 2
+    assert fitted.preference_search_ == single.preference_search_
+    assert "shift_preference" in stand_in_estimator.called  # warm steps ran
+    _fitted_alike(fitted, single)
+    np.testing.assert_array_equal(fitted.membership_confidence_, single.membership_confidence_)
+    assert np.isfinite(fitted.membership_confidence_).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_keep_messages_and_warm_start_on_the_stand_in_equal_the_single_machine(
+    stand_in_estimator, dtype
+):
+    """keep_messages (float32: the stored engine, which keeping the
+    messages selects on one machine), then warm starts continuing from the
+    kept messages, damping="auto" continuing from damping_."""
+    S = _similarities(110, dtype, random_state=4)
+    options = dict(affinity="precomputed", random_state=RANDOM_STATE, damping="auto",
+                   max_iter=12, warm_start=True, keep_messages=True)
+    single = fastap.AffinityPropagation(noise="counter", **options)
+    fitted = stand_in_estimator(3, **options)
+    for fit in range(3):
+        if fit == 0:
+            with pytest.warns(ConvergenceWarning):
+                single.fit(S)
+                fitted.fit(S)
+        else:
+            single.set_params(max_iter=300)
+            fitted.set_params(max_iter=300)
+            single.fit(S)
+            fitted.fit(S)
+        _fitted_alike(fitted, single)
+        np.testing.assert_array_equal(
+            fitted.membership_confidence_, single.membership_confidence_
+        )
+    assert single.converged_
+    assert stand_in_estimator.called.count("set_messages") == 2 * 3
+
+
+@pytest.mark.parametrize("graph", ["knn", "complete"])
+@pytest.mark.parametrize("n_blocks", [1, 2, 3])
+def test_sparse_n_clusters_and_keep_messages_on_the_stand_in(stand_in_estimator, graph,
+                                                             n_blocks):
+    """A sparse graph (a k-NN graph: the stored values' bracket; a complete
+    graph: the dense range, by blocks): the search, the CSR messages and
+    the confidence, bitwise the single machine's."""
+    if graph == "knn":
+        S = _knn_graph(120, np.float64, random_state=6)
+        n_clusters = 13
+    else:
+        S = sparse.csr_matrix(_similarities(90, np.float64, random_state=5))
+        n_clusters = 6
+    options = dict(affinity="precomputed", random_state=RANDOM_STATE, n_clusters=n_clusters,
+                   keep_messages=True)
+    single = fastap.AffinityPropagation(noise="counter", **options).fit(S)
+    fitted = stand_in_estimator(n_blocks, **options).fit(S)
+    assert len(single.preference_search_) > 2
+    assert fitted.preference_search_ == single.preference_search_
+    assert "shift_preference" in stand_in_estimator.called
+    _fitted_alike(fitted, single)
+    np.testing.assert_array_equal(fitted.membership_confidence_, single.membership_confidence_)
+
+
+def test_sparse_warm_start_on_the_stand_in(stand_in_estimator):
+    """Kept CSR messages go back to the blocks (each checks its pairs); a
+    graph with other pairs starts cold, as on one machine."""
+    S = _random_graph(100, np.float64, random_state=8)
+    options = dict(affinity="precomputed", random_state=RANDOM_STATE, max_iter=10,
+                   warm_start=True)
+    single = fastap.AffinityPropagation(noise="counter", **options)
+    fitted = stand_in_estimator(3, **options)
+    with pytest.warns(ConvergenceWarning):
+        single.fit(S)
+        fitted.fit(S)
+    _fitted_alike(fitted, single)
+    single.set_params(max_iter=300)
+    fitted.set_params(max_iter=300)
+    for graph in (S, _random_graph(100, np.float64, random_state=9)):
+        single.fit(graph)
+        fitted.fit(graph)
+        _fitted_alike(fitted, single)
+    assert not hasattr(fitted, "membership_confidence_")
+
+
+def test_keep_messages_is_refused_before_the_fit_when_the_client_cannot_hold_them(
+    stand_in_estimator, monkeypatch
+):
+    from fastap import _resources
+
+    monkeypatch.setattr(_resources, "available_memory_bytes", lambda: 100_000)
+    S = _similarities(120, np.float64)
+    with pytest.raises(MemoryError, match=r"two 120 x 120 matrices in float64.*on the client"):
+        stand_in_estimator(2, affinity="precomputed", keep_messages=True).fit(S)
+    assert "update" not in stand_in_estimator.called
+    fitted = stand_in_estimator(2, affinity="precomputed", random_state=0).fit(S)
+    assert not hasattr(fitted, "responsibility_")
+
+
+def test_n_clusters_errors_on_the_stand_in(stand_in_estimator):
+    S = _similarities(20, np.float64)
+    with pytest.raises(ValueError, match="n_clusters=21 is larger than the number of samples"):
+        stand_in_estimator(2, affinity="precomputed", n_clusters=21).fit(S)
+    with pytest.raises(ValueError, match="must be a scalar"):
+        stand_in_estimator(2, affinity="precomputed", n_clusters=2,
+                           preference=np.full(20, -1.0)).fit(S)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_blocks", [1, 3, 7])
+def test_shifted_preference_equals_the_single_machine(dtype, n_blocks):
+    """``set_preference(p, shift_messages=True)`` (a warm search step) with
+    the availabilities pending, then iterations: bitwise the dense engine's."""
+    n = 97
+    S_raw = _similarities(n, dtype, random_state=9)
+    preference = np.asarray(np.median(S_raw), dtype=dtype)
+    S, single = _single_machine(S_raw, preference, 0.5, n_threads=2)
+    state = _stand_in(S_raw, _uneven_bounds(n, n_blocks), preference, 0.5,
+                      n_threads=1 + n_blocks % 2)
+    for factor in (0.8, 1.7):
+        for _ in range(9):
+            assert state.iterate() == single.iterate()
+        for engine in (single, state):
+            engine.set_preference(dtype(preference * factor), shift_messages=True)
+    for _ in range(6):
+        assert state.iterate() == single.iterate()
+    single.complete_availability()
+    R, A = state.messages()
+    assert np.array_equal(R, single.R)
+    assert np.array_equal(A, single.A)
+    assert np.array_equal(np.concatenate([block.S for block in state.blocks.blocks]), S)
+    assert np.array_equal(
+        np.concatenate([block.col_sum[None] for block in state.blocks.blocks]),
+        np.broadcast_to(single.col_sum, (len(state.blocks), n)),
+    )
+
+
+@pytest.mark.parametrize("n_blocks", [1, 3, 7])
+def test_sparse_shifted_preference_equals_the_single_machine(n_blocks):
+    """The sparse blocks' shift, an isolated sample (3) included: its column
+    sum stays +inf on every block, as on one machine."""
+    from fastap import _sparse
+
+    n = 80
+    S = _random_graph(n, np.float64, random_state=12)
+    state, preference = _sparse_stand_in(S, _uneven_bounds(n, n_blocks))
+    indptr, indices, data = _sparse.canonical_csr(S)
+    single = _sparse.SparseMessageState(
+        _sparse.with_diagonal(indptr, indices, data, preference), damping=0.5,
+        random_state=noise.CounterNoiseStream(noise.counter_noise_seed(RANDOM_STATE)),
+    )
+    single.prepare()
+    state.prepare()
+    for factor in (0.7, 1.4):
+        for _ in range(9):
+            assert state.iterate() == single.iterate()
+        for engine in (single, state):
+            engine.set_preference(np.float64(preference * factor), shift_messages=True)
+    for _ in range(6):
+        assert state.iterate() == single.iterate()
+    assert np.isinf(single.col_sum[3])
+    for block in state.blocks.blocks:
+        assert np.array_equal(block.col_sum, single.col_sum)
+    for got, expected in zip(state.messages(), single.messages()):
+        assert np.array_equal(got, expected)

@@ -223,19 +223,38 @@ def test_sparse_graph_equals_the_single_machine_and_predicts_alike(client):
 
 
 @pytest.mark.timeout(300)
+def test_n_clusters_and_keep_messages_equal_the_single_machine(client):
+    """The n_clusters search over actors (5 steps, 2 of them warm: the
+    messages shifted on the workers), the messages gathered from them."""
+    S = negative_squared_euclidean(_blobs(150, random_state=7), np.dtype(np.float64))
+    options = dict(affinity="precomputed", random_state=2, n_clusters=8, keep_messages=True)
+    fitted = AffinityPropagation(client=client, **options).fit(S)
+    alone = fastap.AffinityPropagation(noise="counter", **options).fit(S)
+    assert fitted.n_blocks_ == 2
+    assert fitted.cluster_centers_indices_.size == 8
+    assert fitted.preference_search_ == alone.preference_search_
+    assert fitted.preference_ == alone.preference_
+    assert np.array_equal(fitted.labels_, alone.labels_)
+    assert fitted.n_iter_ == alone.n_iter_
+    assert np.array_equal(fitted.responsibility_, alone.responsibility_)
+    assert np.array_equal(fitted.availability_, alone.availability_)
+    np.testing.assert_array_equal(fitted.membership_confidence_, alone.membership_confidence_)
+
+
+@pytest.mark.timeout(300)
 def test_clear_errors(client):
     X = _blobs(40)
     with pytest.raises(ValueError, match="cannot be drawn block by block"):
         AffinityPropagation(noise="sklearn", client=client).fit(X)
-    for name, value in (("n_clusters", 3), ("keep_messages", True), ("warm_start", True)):
-        with pytest.raises(ValueError, match=f"{name}=.* is not available"):
-            AffinityPropagation(client=client, **{name: value}).fit(X)
+    with pytest.raises(ValueError, match="n_clusters=41 is larger than the number of samples"):
+        AffinityPropagation(client=client, n_clusters=41).fit(X)
     # Sparse input: a precomputed graph only, from the client, the same options.
     S = sparse.random(40, 40, density=0.2, random_state=0, format="csr")
     with pytest.raises(ValueError, match="sparse features are not supported on Dask"):
         AffinityPropagation(client=client).fit(S)
-    with pytest.raises(ValueError, match="n_clusters=3 is not available"):
-        AffinityPropagation(affinity="precomputed", n_clusters=3, client=client).fit(S)
+    with pytest.raises(ValueError, match="must be a scalar"):
+        AffinityPropagation(affinity="precomputed", n_clusters=3, preference=np.ones(40),
+                            client=client).fit(S)
     chunks = da.from_array(S.toarray(), chunks=(20, 40)).map_blocks(sparse.csr_matrix)
     with pytest.raises(ValueError, match="dask array of sparse chunks is not supported"):
         AffinityPropagation(affinity="precomputed", client=client).fit(chunks)

@@ -200,6 +200,35 @@ def finish_block_iteration(A, R, row_offset, col_sum, damping, one_minus_damping
 
 
 @parallel_kernel
+def shift_block_preference(A, R, row_offset, col_sum, delta, finish_previous, damping,
+                           one_minus_damping):
+    """``messages.shift_preference`` on a block's rows: the messages moved to
+    a preference ``delta`` higher, the last iteration's off-diagonal
+    availabilities finished first when ``finish_previous`` (rows are
+    independent), then the block's diagonal responsibilities and its copy
+    of every column sum (``col_sum`` (n,)) ``+ delta``: element for element
+    the single machine's arithmetic, so every block's copy of the sums stays
+    the single machine's one."""
+    zero = A.dtype.type(0)
+    n = A.shape[1]
+    for r in prange(A.shape[0]):
+        i = r + row_offset
+        A_row = A[r]
+        R_row = R[r]
+        if finish_previous:
+            finish_availability_row(i, A_row, R_row, col_sum, damping, one_minus_damping)
+        diagonal = A_row[i]
+        for k in range(n):
+            target = col_sum[k] - max(R_row[k], zero)
+            A_row[k] += min(target + delta, zero) - min(target, zero)
+        A_row[i] = diagonal
+    for r in range(A.shape[0]):
+        R[r, r + row_offset] += delta
+    for k in range(n):
+        col_sum[k] += delta
+
+
+@parallel_kernel
 def nearest_exemplar_of_block(S, row_offset, exemplars, labels):
     """``assign.nearest_exemplar`` on a block: ``labels[r]`` is the position
     in ``exemplars`` of the most similar one (first maximum); an exemplar's

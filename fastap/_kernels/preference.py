@@ -14,27 +14,32 @@ from fastap._kernels._jit import parallel_kernel
 
 
 @parallel_kernel
-def off_diagonal_column_sums_and_row_maxima(S, column_sums, row_maxima):
-    """``column_sums[j] = sum_{i != j} S(i, j)`` (float64, rows added in
-    order, each column range by one task) and ``row_maxima[i] =
-    max_{j != i} S(i, j)`` (each row by one task)."""
-    n = S.shape[0]
+def add_off_diagonal_column_sums_and_row_maxima(S, row_offset, column_sums, row_maxima):
+    """For the rows of ``S`` (global rows ``row_offset, row_offset + 1,
+    ...`` of a square matrix: all of it with ``row_offset`` 0, or a row
+    block of the distributed engine): ``column_sums[j] += S(i, j)`` over
+    ``i != j`` (float64, rows added in order, each column range by one
+    task; blocks taken in row order thus add every sum as the whole matrix
+    does) and ``row_maxima[r] = max_{j != i} S(i, j)`` for ``i = row_offset
+    + r`` (each row by one task)."""
+    n_rows, n = S.shape
     n_chunks = min(n, 64)
     for chunk in prange(n_chunks):
         start = chunk * n // n_chunks
         stop = (chunk + 1) * n // n_chunks
         sums = column_sums[start:stop]
-        sums[:] = 0.0
-        for i in range(n):
-            row = S[i, start:stop]
+        for r in range(n_rows):
+            i = r + row_offset
+            row = S[r, start:stop]
             for j in range(stop - start):
                 sums[j] += row[j] if start + j != i else 0.0
-    for i in prange(n):
-        row = S[i]
+    for r in prange(n_rows):
+        i = r + row_offset
+        row = S[r]
         best = -np.inf
         for j in range(n):
             best = max(best, row[j] if j != i else -np.inf)
-        row_maxima[i] = best
+        row_maxima[r] = best
 
 
 @parallel_kernel

@@ -268,6 +268,24 @@ def complete_stored_availability(
                 )
 
 
+@serial_kernel
+def shift_stored_row(i, indptr, indices, diagonal, A, R, col_sum, delta, finish_previous, damping,
+                     one_minus_damping):
+    """Row ``i``'s off-diagonal availabilities moved to a preference
+    ``delta`` higher (finished first when ``finish_previous``); ``i`` is a
+    row of ``indptr``, whose pairs index ``col_sum`` by global column."""
+    zero = A.dtype.type(0)
+    d = diagonal[i]
+    for p in range(indptr[i], indptr[i + 1]):
+        if p == d:
+            continue
+        a = A[p]
+        if finish_previous:
+            a = next_availability(a, R[p], col_sum[indices[p]], damping, one_minus_damping, zero)
+        target = col_sum[indices[p]] - max(R[p], zero)
+        A[p] = a + (min(target + delta, zero) - min(target, zero))
+
+
 @parallel_kernel
 def shift_stored_preference(
     indptr, indices, diagonal, A, R, col_sum, delta, finish_previous, damping, one_minus_damping
@@ -278,19 +296,9 @@ def shift_stored_preference(
     finished first when ``finish_previous``. An isolated sample's ``R(k, k)``
     stays 0 and its column sum infinite (see "Isolated samples")."""
     n = indptr.size - 1
-    zero = A.dtype.type(0)
     for i in prange(n):
-        d = diagonal[i]
-        for p in range(indptr[i], indptr[i + 1]):
-            if p == d:
-                continue
-            a = A[p]
-            if finish_previous:
-                a = next_availability(
-                    a, R[p], col_sum[indices[p]], damping, one_minus_damping, zero
-                )
-            target = col_sum[indices[p]] - max(R[p], zero)
-            A[p] = a + (min(target + delta, zero) - min(target, zero))
+        shift_stored_row(i, indptr, indices, diagonal, A, R, col_sum, delta, finish_previous,
+                         damping, one_minus_damping)
     for k in range(n):
         if indptr[k + 1] - indptr[k] > 1:
             R[diagonal[k]] += delta
@@ -359,3 +367,23 @@ def finish_block_columns(indptr, diagonal, row_offset, A, R, col_sum, isolated_s
     for k in isolated_samples:
         col_sum[k] = R.dtype.type(np.inf)
     return n_exemplars, n_changed
+
+
+@parallel_kernel
+def shift_block_stored_preference(indptr, indices, diagonal, A, R, col_sum, is_isolated, delta,
+                                  finish_previous, damping, one_minus_damping):
+    """:func:`shift_stored_preference` on a block's rows: their pairs (rows
+    are independent), their diagonal responsibilities, and the block's copy
+    of every column sum (``col_sum`` (n,), global columns): ``+ delta``
+    unless the column's sample is isolated (``is_isolated`` (n,) bool, over
+    the whole graph), as the single machine shifts its one copy."""
+    n_rows = indptr.size - 1
+    for r in prange(n_rows):
+        shift_stored_row(r, indptr, indices, diagonal, A, R, col_sum, delta, finish_previous,
+                         damping, one_minus_damping)
+    for r in range(n_rows):
+        if indptr[r + 1] - indptr[r] > 1:
+            R[diagonal[r]] += delta
+    for k in range(col_sum.size):
+        if not is_isolated[k]:
+            col_sum[k] += delta

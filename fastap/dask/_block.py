@@ -12,7 +12,8 @@ coordination (order of the column sums, convergence) is
 import numpy as np
 
 from fastap._dense import group_rows_of
-from fastap._kernels import block_messages, messages, noise, setup
+from fastap._kernels import assign, block_messages, messages, noise, setup
+from fastap._kernels import preference as preference_kernels
 from fastap._kernels._order import bits_view
 from fastap._resources import numba_threads
 
@@ -243,6 +244,28 @@ class RowBlock:
         )
         return True
 
+    def shift_preference(self, delta, finish_previous, damping, one_minus_damping):
+        """The messages moved to a preference ``delta`` higher
+        (``block_messages.shift_block_preference``; a warm search step)."""
+        with numba_threads(self.n_threads):
+            block_messages.shift_block_preference(
+                self.A, self.R, self.first_row, self.col_sum, self.dtype.type(delta),
+                finish_previous, damping, one_minus_damping,
+            )
+        return True
+
+    def off_diagonal_sums_and_maxima(self, running):
+        """The block's rows added into the running off-diagonal column sums
+        (float64) the previous block handed over, and its rows' off-diagonal
+        maxima: ``preference_range``'s two passes, by blocks."""
+        running = np.array(running, dtype=np.float64, copy=True)
+        maxima = np.empty(self.last_row - self.first_row, dtype=np.float64)
+        with numba_threads(self.n_threads):
+            preference_kernels.add_off_diagonal_column_sums_and_row_maxima(
+                self.S, self.first_row, running, maxima
+            )
+        return running, maxima
+
     # ------------------------------------------------------------------
     # One iteration, in three calls (see block_messages.py).
     # ------------------------------------------------------------------
@@ -312,7 +335,34 @@ class RowBlock:
         return True
 
     def messages(self):
-        return self.R.copy(), self.A.copy()
+        """The block's ``R`` and ``A`` rows (not copies: the caller copies
+        them into the gathered matrices; the run releases them next)."""
+        return self.R, self.A
+
+    def set_messages(self, R_rows, A_rows):
+        """Continue from the given rows of ``R`` and ``A`` (a warm start, ``A``
+        complete); returns the block's exemplar flags as they imply."""
+        self.R[:] = R_rows
+        self.A[:] = A_rows
+        self.col_sum[:] = 0
+        self.is_exemplar[:] = self.message_flags()
+        return self.is_exemplar.copy()
+
+    def message_flags(self):
+        """``A(k, k) + R(k, k) > 0`` for the block's rows."""
+        rows = np.arange(self.last_row - self.first_row)
+        columns = rows + self.first_row
+        return self.A[rows, columns] + self.R[rows, columns] > 0
+
+    def evidence_margin(self, exemplars, assigned_rows):
+        """``assign.evidence_margin`` of the block's rows (float64)."""
+        margin = np.full(self.last_row - self.first_row, np.nan)
+        with numba_threads(self.n_threads):
+            assign.evidence_margin(
+                self.A, self.R, np.asarray(exemplars, dtype=np.intp),
+                np.asarray(assigned_rows, dtype=np.intp), margin,
+            )
+        return margin
 
     def release(self):
         """Free R and A (the similarities stay, for the assignment)."""

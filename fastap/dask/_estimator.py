@@ -13,10 +13,10 @@ from scipy import sparse
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
-from fastap import _run
 from fastap._estimator import AffinityPropagation as _SingleMachineAffinityPropagation
 from fastap._estimator import FitOutcome
 from fastap._kernels.noise import counter_noise_seed
+from fastap._search import run_or_search
 from fastap._similarity import check_square, similarity_dtype, validated_preference
 from fastap._sparse import canonical_csr
 from fastap.dask._cluster import start_blocks
@@ -87,9 +87,32 @@ random_state, record_history, callback, callback_every
         As in :class:`fastap.AffinityPropagation`: exactly the single
         machine's quantile of the off-diagonal similarities, found by radix
         selection over the blocks.
-    n_jobs, n_clusters, warm_start, keep_messages, n_neighbors, metric, merge_fragments
-        Accepted for compatibility; the distributed engine supports only
-        their defaults (None / False) and says so otherwise.
+    n_clusters : int, default=None
+        As in :class:`fastap.AffinityPropagation`: the same search, step for
+        step. Its bracket (``preference_range``) and start (the median
+        off-diagonal similarity) are computed exactly over the blocks, and
+        a warm step shifts every block's messages (and its copy of the
+        column sums) to the new preference as the single machine's kernels
+        shift its matrices.
+    keep_messages : bool, default=False
+        As in :class:`fastap.AffinityPropagation`: ``responsibility_`` and
+        ``availability_`` (on a sparse graph: CSR matrices over its pairs)
+        and ``membership_confidence_`` (computed on the blocks). The
+        messages are gathered to the client when the fit ends: two N x N
+        matrices, which the fit refuses up front (MemoryError naming their
+        size) when the client's machine does not have that much memory
+        available.
+    warm_start : bool, default=False
+        As in :class:`fastap.AffinityPropagation`: the messages are kept (and
+        gathered, as with ``keep_messages``), and the next fit on as many
+        samples sends each block its rows of them and continues from there.
+        Supported because it takes little code beyond ``keep_messages``
+        (the blocks take their rows; a graph's blocks check its pairs).
+        Unlike on one machine the kept matrices are not updated in place:
+        the next fit replaces them when it ends.
+    n_jobs, n_neighbors, metric, merge_fragments
+        Accepted for compatibility, without effect (a block's kernels use
+        as many threads as its worker has).
     noise : {"counter"}, default="counter"
         The degeneracy noise (see :mod:`fastap._kernels.noise`); the
         single machine's serial ``"sklearn"`` stream is not available here.
@@ -108,7 +131,8 @@ random_state, record_history, callback, callback_every
     Attributes
     ----------
     cluster_centers_indices_, labels_, n_iter_, converged_, preference_, \
-damping_, cluster_centers_, n_features_in_, history_
+damping_, cluster_centers_, n_features_in_, history_, preference_search_, \
+responsibility_, availability_, membership_confidence_
         As in :class:`fastap.AffinityPropagation`, NumPy arrays on the
         client (``labels_`` is 8 bytes per sample: 0.8 GB at 10**8).
         ``affinity_matrix_`` is not kept: ``S`` lives on the workers only
@@ -120,9 +144,17 @@ damping_, cluster_centers_, n_features_in_, history_
     -----
     Memory: each worker holds ``3 * n_rows * N * itemsize`` bytes for its
     blocks (checked against its memory limit before allocating), the
-    client O(N) (plus ``X`` for features, sent to every worker). On a
-    sparse graph: about ``3 * itemsize + 8`` bytes per stored pair of the
-    worker's blocks, and the whole graph on the client during ``fit``.
+    client O(N) (plus ``X`` for features, sent to every worker; plus the
+    two gathered N x N message matrices with ``keep_messages`` or
+    ``warm_start``). On a sparse graph: about ``3 * itemsize + 8`` bytes per
+    stored pair of the worker's blocks, and the whole graph on the client
+    during ``fit``.
+
+    Not available on Dask: ``noise="sklearn"`` (one serial stream over N x N
+    values), sparse features and dask arrays of sparse chunks, and
+    :meth:`exemplar_hierarchy` (it needs ``S`` on the client), each refused
+    with its reason; ``affinity="nearest_neighbors"`` and callables are not
+    among the accepted values.
     """
 
     _parameter_constraints: dict = {
@@ -196,19 +228,7 @@ damping_, cluster_centers_, n_features_in_, history_
     def _check_distributed_options(self):
         if self.noise == "sklearn":
             raise ValueError(_SKLEARN_NOISE_MESSAGE)
-        if self.preference is not None and self.preference_quantile is not None:
-            raise ValueError("Set preference or preference_quantile, not both.")
-        unsupported = {
-            "n_clusters": self.n_clusters is not None,
-            "warm_start": self.warm_start,
-            "keep_messages": self.keep_messages,
-        }
-        for name, used in unsupported.items():
-            if used:
-                raise ValueError(
-                    f"{name}={getattr(self, name)!r} is not available in the distributed engine "
-                    "(fastap.dask); use fastap.AffinityPropagation on one machine."
-                )
+        self._check_option_combinations()
 
     def _get_client(self):
         if self.client is not None:
@@ -248,23 +268,67 @@ damping_, cluster_centers_, n_features_in_, history_
         client = self._get_client()
         blocks, bounds, dtype, X_features = self._start(client, X)
         try:
-            preference = self._preference_on(blocks, bounds, dtype, graph)
-            place_preference(blocks, bounds, preference, dtype)
-            options = self._run_options(warm=False)
-            state_class = SparseBlockMessageState if graph else BlockMessageState
-            state = state_class(
-                blocks, bounds, dtype, preference, options.damping,
-                counter_noise_seed(self.random_state), segment_columns=self.segment_columns,
-            )
-            result = _run.run(state, options)
+            result, preference = self._run_on_blocks(blocks, bounds, np.dtype(dtype), graph, X)
         finally:
             blocks.close()
-
-        # No messages are kept on Dask (keep_messages and warm_start are
-        # refused), and no N x N affinity_matrix_ is gathered.
+        # No N x N affinity_matrix_ is gathered; the messages are, when asked for.
         self._store(FitOutcome(result, None, preference, X_features))
         self.n_blocks_ = len(bounds) - 1
         return self
+
+    def _run_on_blocks(self, blocks, bounds, dtype, graph, X):
+        """The preference placed, the run (or the ``n_clusters`` search) on
+        the blocks; ``(result, preference)``, the messages gathered when
+        asked for (CSR matrices on a graph, as on one machine)."""
+        n_samples = int(bounds[-1])
+        self._check_n_clusters(n_samples)
+        preference = None
+        if self.n_clusters is None or n_samples == 1 or self.preference is not None or (
+            self.preference_quantile is not None
+        ):
+            preference = self._preference_on(blocks, bounds, dtype, graph)
+        # The search puts every step's preference on the diagonal itself.
+        placed = np.asarray(dtype.type(0)) if preference is None else preference
+        place_preference(blocks, bounds, placed, dtype)
+        warm = self._kept_messages(n_samples, dtype, graph)
+        # As on one machine, damping="auto" continues from damping_ when kept
+        # messages are there (on a graph: even if their pairs differ).
+        options = self._run_options(
+            warm=(self._warm_messages() if graph else warm) is not None
+        )
+        state_class = SparseBlockMessageState if graph else BlockMessageState
+        state = state_class(
+            blocks, bounds, dtype, placed, options.damping,
+            counter_noise_seed(self.random_state), segment_columns=self.segment_columns,
+            warm_messages=warm,
+        )
+        if options.keep_messages:
+            state.check_messages_fit()  # before the fit, not only before gathering
+        # As on one machine: a dense search starts at the given preference;
+        # on a graph _sparse.fit_graph starts every search at the median.
+        start = None if preference is None or graph else preference[()]
+        result = run_or_search(state, options, n_clusters=self.n_clusters, start=start)
+        if result.preference is not None:
+            preference = np.asarray(result.preference)
+        if graph and result.messages is not None:
+            result.messages = state.message_matrices(result.messages, like=X)
+        return result, preference
+
+    def _kept_messages(self, n_samples, dtype, graph):
+        """The previous fit's messages when ``warm_start`` continues from
+        them (as on one machine: of this size and dtype; on a graph, CSR
+        matrices whose pairs the blocks check), else None."""
+        warm = self._warm_messages()
+        if warm is None or not graph:
+            return None if warm is None else self._dense_warm_messages(n_samples, dtype)
+        if not all(sparse.issparse(matrix) and matrix.shape == (n_samples, n_samples)
+                   and matrix.dtype == dtype for matrix in warm):
+            return None
+        R, A = (sparse.csr_matrix(matrix) for matrix in warm)
+        R, A = (m if m.has_sorted_indices else m.sorted_indices() for m in (R, A))
+        if not (np.array_equal(R.indptr, A.indptr) and np.array_equal(R.indices, A.indices)):
+            return None
+        return R, A
 
     def _check_sparse_input(self, X):
         """Whether ``X`` is a sparse graph (refusing what Dask cannot take)."""

@@ -15,6 +15,7 @@ process (``_state.LocalBlocks``), and never imports Dask.
 import numpy as np
 
 from fastap._kernels import noise, setup, sparse_assign, sparse_graph
+from fastap._kernels import preference as preference_kernels
 from fastap._kernels import sparse_messages as kernels
 from fastap._kernels._order import bits_view
 from fastap._resources import numba_threads
@@ -74,6 +75,7 @@ class SparseRowBlock:
         self.col_sum = np.zeros(self.n_samples, dtype=self.dtype)
         self.is_exemplar = np.zeros(n_rows, dtype=bool)
         self.isolated_samples = np.empty(0, dtype=np.int64)
+        self.is_isolated = np.zeros(self.n_samples, dtype=bool)
         self.parallel = False
         self._selection = None
         self._window = None
@@ -145,6 +147,8 @@ class SparseRowBlock:
         """The isolated samples of the whole graph (their column sums are
         ``+inf``, see ``sparse_messages.py``)."""
         self.isolated_samples = np.asarray(isolated_samples, dtype=np.int64)
+        self.is_isolated[:] = False
+        self.is_isolated[self.isolated_samples] = True
         return True
 
     def first_off_diagonal(self):
@@ -179,6 +183,38 @@ class SparseRowBlock:
         )
         return True
 
+    def shift_preference(self, delta, finish_previous, damping, one_minus_damping):
+        """The messages moved to a preference ``delta`` higher
+        (``sparse_messages.shift_block_stored_preference``; a warm search step)."""
+        with numba_threads(self.n_threads):
+            kernels.shift_block_stored_preference(
+                self.indptr, self.indices, self.diagonal, self.A, self.R, self.col_sum,
+                self.is_isolated, self.dtype.type(delta), finish_previous, damping,
+                one_minus_damping,
+            )
+        return True
+
+    def off_diagonal_sums_and_maxima(self, running):
+        """``RowBlock.off_diagonal_sums_and_maxima`` on a complete graph,
+        whose rows in CSR order are the dense rows."""
+        running = np.array(running, dtype=np.float64, copy=True)
+        n_rows = self.last_row - self.first_row
+        maxima = np.empty(n_rows, dtype=np.float64)
+        preference_kernels.add_off_diagonal_column_sums_and_row_maxima(
+            self.S.reshape(n_rows, self.n_samples), self.first_row, running, maxima
+        )
+        return running, maxima
+
+    def off_diagonal_extremes(self):
+        """``(number, smallest, largest)`` of the stored off-diagonal values
+        (the smallest and largest None without any)."""
+        keep = np.ones(self.S.size, dtype=bool)
+        keep[self.diagonal] = False
+        values = self.S[keep]
+        if values.size == 0:
+            return 0, None, None
+        return int(values.size), values.min(), values.max()
+
     # ------------------------------------------------------------------
     # Exact selection over the blocks (see _state.median_of_blocks), on the
     # values :meth:`select_from` presented.
@@ -207,6 +243,11 @@ class SparseRowBlock:
 
     def drop_window(self):
         self._window = None
+        return True
+
+    def drop_selection(self):
+        """Let the presented values go (a copy of the block's values)."""
+        self._selection = self._window = None
         return True
 
     def _keys_of(self, window):
@@ -278,8 +319,41 @@ class SparseRowBlock:
         return True
 
     def messages(self):
-        """The block's ``R`` and ``A`` in its CSR order (a copy)."""
-        return self.R.copy(), self.A.copy()
+        """The block's ``R`` and ``A`` in its CSR order (not copies: the
+        caller copies them into the gathered arrays)."""
+        return self.R, self.A
+
+    def structure(self):
+        """The block's ``indptr`` (from 0) and ``indices``, the diagonal pairs
+        inserted: the CSR pattern its messages follow."""
+        return self.indptr, self.indices
+
+    def set_messages(self, indptr, indices, R_values, A_values):
+        """Continue from the given messages of the block's rows (a warm
+        start, ``A`` complete) when they store exactly the block's pairs;
+        returns the block's exemplar flags as they imply, or None (pairs
+        differ: nothing taken)."""
+        if not (np.array_equal(indptr, self.indptr) and np.array_equal(indices, self.indices)):
+            return None
+        self.reset()
+        self.R[:] = R_values
+        self.A[:] = A_values
+        self.is_exemplar[:] = self.message_flags()
+        return self.is_exemplar.copy()
+
+    def message_flags(self):
+        """``A(k, k) + R(k, k) > 0`` for the block's rows."""
+        return self.A[self.diagonal] + self.R[self.diagonal] > 0
+
+    def stored_evidence_margin(self, is_exemplar, assigned_rows):
+        """``sparse_assign.stored_evidence_margin`` of the block's rows."""
+        margin = np.full(self.last_row - self.first_row, np.nan)
+        with numba_threads(self.n_threads):
+            sparse_assign.stored_evidence_margin(
+                self.indptr, self.indices, self.A, self.R, np.asarray(is_exemplar, dtype=bool),
+                np.asarray(assigned_rows, dtype=np.int64), margin,
+            )
+        return margin
 
     def release(self):
         """Free R and A (the graph stays, for the assignment)."""

@@ -18,6 +18,7 @@ same kernels on the rows, every sum in the same order.
 """
 
 import numpy as np
+from scipy import sparse
 
 from fastap._kernels.setup import key_to_value
 from fastap._sparse import assign_stored_clusters
@@ -37,11 +38,12 @@ class SparseBlockMessageState(BlockMessageState):
     """
 
     def __init__(self, blocks, bounds, dtype, preference, damping, seed,
-                 segment_columns=SEGMENT_COLUMNS):
+                 segment_columns=SEGMENT_COLUMNS, warm_messages=None):
         super().__init__(blocks, bounds, dtype, preference, damping, seed,
-                         segment_columns=segment_columns)
+                         segment_columns=segment_columns, warm_messages=warm_messages)
         summaries = self._call_all("graph_summary")
-        self.n_pairs = sum(n_pairs for n_pairs, _ in summaries)
+        self.block_pairs = [n_pairs for n_pairs, _ in summaries]
+        self.n_pairs = sum(self.block_pairs)
         self.isolated_samples = np.concatenate([isolated for _, isolated in summaries])
         self._call_all("set_isolated", self.isolated_samples)
 
@@ -60,6 +62,83 @@ class SparseBlockMessageState(BlockMessageState):
         if not all(self._call_all("off_diagonal_all_equal", common)):
             return None
         return bool(self.preference.flat[0] > common)
+
+    def preference_range(self):
+        """The single machine's (``_sparse.SparseMessageState.
+        preference_range``): the dense range on a complete graph, else the
+        bracket ``((n - 1) min - (n - 2) high, high)`` of the stored
+        off-diagonal values, from each block's extremes."""
+        if self.n_pairs == self.n_samples * self.n_samples:
+            return super().preference_range()
+        extremes = [found for found in self._call_all("off_diagonal_extremes") if found[0]]
+        if not extremes:
+            return 0.0, 0.0
+        n = self.n_samples
+        high = float(max(largest for _, _, largest in extremes))
+        smallest = min(smallest for _, smallest, _ in extremes)
+        return float((n - 1) * float(smallest) - (n - 2) * high), high
+
+    def similarity_quantile(self, q):
+        """The q-quantile of the stored off-diagonal values (``_sparse.
+        stored_quantile``), exactly; the blocks then drop the values they
+        presented for it."""
+        try:
+            return stored_quantile_of_blocks(self.blocks, self.dtype, q)
+        finally:
+            self._call_all("drop_selection")
+
+    def _gathered_shape(self):
+        return (self.n_pairs,)
+
+    def _send_messages(self, R, A):
+        """Each block's rows of the CSR matrices ``R`` and ``A`` (sorted, in
+        the caller's format); None unless every block stores those pairs."""
+        futures = []
+        for p in range(len(self.blocks)):
+            rows = slice(self.bounds[p], self.bounds[p + 1])
+            R_rows, A_rows = R[rows], A[rows]
+            futures.append(self.blocks.call(
+                p, "set_messages", R_rows.indptr, R_rows.indices, R_rows.data, A_rows.data
+            ))
+        flags = self.blocks.results(futures)
+        return None if any(block_flags is None for block_flags in flags) else flags
+
+    def message_matrices(self, messages, like=None):
+        """The gathered ``(R, A)`` values as CSR matrices over the graph's
+        pairs (diagonals inserted), as the single machine returns them (a
+        CSR array when ``like`` is a sparse array)."""
+        structures = self._call_all("structure")
+        indices = np.concatenate([block_indices for _, block_indices in structures])
+        starts = np.cumsum([0] + self.block_pairs)
+        indptr = np.concatenate(
+            [[0]] + [indptr[1:] + start for (indptr, _), start in zip(structures, starts)]
+        ).astype(np.int64)
+        container = sparse.csr_array if isinstance(like, sparse.sparray) else sparse.csr_matrix
+        shape = (self.n_samples, self.n_samples)
+        return tuple(container((values, indices, indptr), shape=shape) for values in messages)
+
+    def membership_confidence(self, cluster_centers_indices, labels):
+        """The single machine's margin on stored pairs (``_sparse.
+        SparseMessageState.membership_confidence``), by blocks."""
+        self.complete_availability()
+        n = self.n_samples
+        margin = np.full(n, np.nan)
+        flags = self._message_flags()
+        centers = np.asarray(cluster_centers_indices, dtype=np.intp)
+        if centers.size == 0 or int(flags.sum()) != centers.size:
+            return margin
+        nearest = np.concatenate(
+            self._call_all("nearest_stored_exemplar", flags, np.arange(n))
+        )
+        message_exemplar_of_cluster = nearest[centers]
+        if np.any(message_exemplar_of_cluster < 0):
+            return margin
+        assigned = message_exemplar_of_cluster[labels]
+        futures = [
+            self.blocks.call(p, "stored_evidence_margin", flags, self._rows_of(assigned, p))
+            for p in range(len(self.blocks))
+        ]
+        return np.concatenate(self.blocks.results(futures))
 
     def assign(self, is_exemplar=None):
         """``(cluster_centers_indices, labels)`` as the single machine assigns

@@ -27,12 +27,29 @@ are added by fixed groups of rows (the single machine's order with the
 counter noise, ``DenseMessageState(grouped_sums=True)``): each block sums
 its own groups in its row pass while the rows are in cache, so step 2 only
 adds a few vectors per block and never reads ``R`` again.
+
+Beyond the iterations
+---------------------
+The ``n_clusters`` search (``fastap/_search.py``) drives this state as it
+drives the single machine's: its bracket (the off-diagonal column sums
+passed block to block in row order, each block's row maxima) and start
+(the exact off-diagonal median) are computed over the blocks, and a warm
+step's ``set_preference(p, shift_messages=True)`` has every block shift its
+rows' messages, its diagonal responsibilities and its own copy of the
+column sums (every block holds the same totals since step 3), element for
+element as the single machine's kernel. ``messages()`` gathers ``R`` and
+``A`` to the client (``keep_messages``, ``warm_start``), block by block
+into the two arrays, after checking that they fit there; a warm start sends
+each block its rows back (:meth:`BlockMessageState.prepare`); the
+membership confidence is computed by the blocks on their rows.
 """
 
 import numpy as np
 
+from fastap import _resources
 from fastap._kernels._order import bits_view, order_key
 from fastap._kernels.setup import key_to_value, middle_mean, select_key
+from fastap._preference import preference_range_bound
 
 # Columns per segment of the column-sum pipeline: small enough that block
 # p + 1 starts soon after block p, large enough that a call's latency
@@ -100,10 +117,15 @@ class BlockMessageState:
         The counter noise's seed.
     segment_columns : int
         Longest column segment of the pipeline.
+    warm_messages : tuple (R, A) or None
+        The messages of an earlier fit to continue from (a warm start),
+        sent to the blocks by :meth:`prepare`: n x n arrays of ``dtype``
+        (``A`` complete, as :meth:`messages` leaves it); on a sparse graph,
+        CSR matrices (``_sparse_state.SparseBlockMessageState``).
     """
 
     def __init__(self, blocks, bounds, dtype, preference, damping, seed,
-                 segment_columns=SEGMENT_COLUMNS):
+                 segment_columns=SEGMENT_COLUMNS, warm_messages=None):
         self.blocks = blocks
         self.bounds = np.asarray(bounds, dtype=np.int64)
         self.n_samples = int(self.bounds[-1])
@@ -118,6 +140,7 @@ class BlockMessageState:
         self.availability_pending = False
         self.set_damping(damping)
         self.n_iter = 0
+        self._warm_messages = warm_messages
 
     # ------------------------------------------------------------------
     # Damping.
@@ -156,9 +179,46 @@ class BlockMessageState:
         return bool(self.preference.flat[0] > first_row[n - 1])
 
     def prepare(self):
-        """The counter noise on every block's similarities; zero messages."""
+        """The counter noise on every block's similarities; zero messages, or
+        the warm messages given (sent to the blocks, then let go here)."""
         self._call_all("add_noise", self.seed)
         self.reset()
+        warm, self._warm_messages = self._warm_messages, None
+        if warm is not None:
+            flags = self._send_messages(*warm)
+            if flags is not None:
+                # Flags as the messages stand, so that the first iteration
+                # counts changes against the previous fit's exemplars.
+                self.is_exemplar = np.concatenate(flags)
+            else:
+                self.reset()  # the pairs differ: a cold start, as on one machine
+
+    def _send_messages(self, R, A):
+        """Each block's rows of ``R`` and ``A``; the blocks' flags."""
+        futures = [
+            self.blocks.call(p, "set_messages", self._rows_of(R, p), self._rows_of(A, p))
+            for p in range(len(self.blocks))
+        ]
+        return self.blocks.results(futures)
+
+    def preference_range(self):
+        """``preference_range`` (``method="bound"``) of the similarities the
+        blocks hold, bitwise the single machine's: the off-diagonal column
+        sums pass block to block in row order (the single machine's order),
+        each block adds its rows' maxima; before :meth:`prepare`."""
+        running = np.zeros(self.n_samples)
+        maxima = []
+        for p in range(len(self.blocks)):
+            running, block_maxima = self.blocks.call(
+                p, "off_diagonal_sums_and_maxima", running
+            ).result()
+            maxima.append(block_maxima)
+        return preference_range_bound(running, np.concatenate(maxima))
+
+    def similarity_quantile(self, q):
+        """The q-quantile of the off-diagonal similarities, exactly (the
+        search's start; before :meth:`prepare`)."""
+        return off_diagonal_quantile_of_blocks(self.blocks, self.bounds, self.dtype, q)
 
     # ------------------------------------------------------------------
     # One iteration.
@@ -224,14 +284,11 @@ class BlockMessageState:
 
     def set_preference(self, preference, *, shift_messages):
         """A new preference with its noise on the diagonal, bitwise as a
-        fresh set-up with it. ``shift_messages=True`` (carrying the messages
-        over, the warm steps of an ``n_clusters`` search) is not available
-        on blocks yet."""
-        if shift_messages:
-            raise NotImplementedError(
-                "Carrying the messages over to a new preference (the n_clusters search) is not "
-                "available in the distributed engine."
-            )
+        fresh set-up with it; ``shift_messages``: every block moves its
+        rows' messages and its copy of the column sums to it, as the single
+        machine's ``messages.shift_preference`` (which also completes ``A``)."""
+        dtype = self.dtype.type
+        delta = dtype(preference) - dtype(self.preference.flat[0]) if shift_messages else None
         self.preference = np.asarray(preference, dtype=self.dtype)
         preference = np.broadcast_to(self.preference, (self.n_samples,)).astype(np.float64)
         futures = [
@@ -239,6 +296,10 @@ class BlockMessageState:
             for p in range(len(self.blocks))
         ]
         self.blocks.results(futures)
+        if shift_messages:
+            self._call_all("shift_preference", delta, self.availability_pending,
+                           *self._last_pair)
+            self.availability_pending = False
 
     def reset(self):
         """Zero messages and no exemplars, as at the start."""
@@ -252,11 +313,31 @@ class BlockMessageState:
         """Free the messages on the blocks (the similarities stay for assign)."""
         self._call_all("release")
 
+    def _gathered_shape(self):
+        """Shape of ``R`` (and ``A``) gathered on the client."""
+        return (self.n_samples, self.n_samples)
+
+    def check_messages_fit(self):
+        """Raise MemoryError when the gathered ``R`` and ``A`` would not fit
+        in the client's available memory (before anything is gathered)."""
+        check_gathered_messages_fit(self._gathered_shape(), self.dtype, self.n_samples)
+
     def messages(self):
-        """``(R, A)`` completed to the last iteration, gathered (n x n on the client)."""
+        """``(R, A)`` completed to the last iteration, gathered: n x n on the
+        client, filled block by block (refused first when they would not
+        fit, :meth:`check_messages_fit`)."""
+        self.check_messages_fit()
         self.complete_availability()
-        parts = self._call_all("messages")
-        return np.concatenate([R for R, _ in parts]), np.concatenate([A for _, A in parts])
+        R = np.empty(self._gathered_shape(), dtype=self.dtype)
+        A = np.empty_like(R)
+        start = 0
+        for p in range(len(self.blocks)):
+            R_part, A_part = self.blocks.call(p, "messages").result()
+            stop = start + len(R_part)
+            R[start:stop] = R_part
+            A[start:stop] = A_part
+            start = stop
+        return R, A
 
     # ------------------------------------------------------------------
     # Clusters and objective.
@@ -299,11 +380,54 @@ class BlockMessageState:
         )
         return float(np.add.accumulate(values)[-1])  # strictly in order
 
+    def _message_flags(self):
+        """``A(k, k) + R(k, k) > 0`` (the exemplars the messages chose)."""
+        return np.concatenate(self._call_all("message_flags"))
+
     def membership_confidence(self, cluster_centers_indices, labels):
-        raise NotImplementedError(
-            "membership_confidence_ (keep_messages=True) is not available in the distributed "
-            "engine: it needs the N x N messages on the client."
-        )
+        """The single machine's evidence margin (``DenseMessageState.
+        membership_confidence``), each block computing its rows' from its
+        messages: NaN throughout when the messages do not describe the
+        clusters."""
+        self.complete_availability()
+        margin = np.full(self.n_samples, np.nan)
+        centers = np.asarray(cluster_centers_indices, dtype=np.intp)
+        message_exemplars = np.flatnonzero(self._message_flags())
+        if centers.size == 0 or message_exemplars.size != centers.size:
+            return margin
+        nearest = self._nearest_exemplar(message_exemplars)
+        assigned = message_exemplars[nearest[centers]][labels]
+        futures = [
+            self.blocks.call(p, "evidence_margin", message_exemplars, self._rows_of(assigned, p))
+            for p in range(len(self.blocks))
+        ]
+        return np.concatenate(self.blocks.results(futures))
+
+
+def check_gathered_messages_fit(shape, dtype, n_samples):
+    """MemoryError, naming the size, when ``R`` and ``A`` of ``shape`` (n x n,
+    or one value per stored pair) would not fit in the memory the client's
+    machine has available (``keep_messages`` and ``warm_start`` gather them
+    there)."""
+    needed = 2 * int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if len(shape) == 1:  # the CSR pattern: a column index per pair, a pointer per row
+        needed += 4 * shape[0] + 8 * (n_samples + 1)
+    available = _resources.available_memory_bytes()
+    if available is None or needed <= available:
+        return
+    what = (f"two {n_samples} x {n_samples} matrices" if len(shape) == 2
+            else f"two arrays of {shape[0]} stored pairs")
+    raise MemoryError(
+        f"keep_messages=True (and warm_start=True) gathers the final messages (responsibility_ "
+        f"and availability_: {what} in {np.dtype(dtype).name}, about {_size(needed)}) on the "
+        f"client, but only {_size(available)} of memory is available there. Fit without them "
+        "(the clusters need O(N) memory on the client), with float32 input, or from a client "
+        "machine with more memory."
+    )
+
+
+def _size(n_bytes):
+    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"
 
 
 # --------------------------------------------------------------------------

@@ -294,8 +294,12 @@ class DenseMessageState(DampingPairs):
             self.R, self.A = matrices.ready()
         self._matrices = self._warm_messages = None
         # Flags as the messages stand, so that a warm start counts changes
-        # against the previous fit's exemplars.
-        self.is_exemplar = np.diagonal(self.A) + np.diagonal(self.R) > 0
+        # against the previous fit's exemplars (matrices still to be zeroed
+        # by rows hold no messages yet).
+        if first_touch_by_rows:
+            self.is_exemplar = np.zeros(n, dtype=bool)
+        else:
+            self.is_exemplar = np.diagonal(self.A) + np.diagonal(self.R) > 0
         self.col_sum = np.zeros(n, dtype=S.dtype)
         self.col_sum_acc = np.zeros(n, dtype=np.float64)
         self.parallel = self.n_threads > 1 and n >= PARALLEL_MIN_SAMPLES[S.dtype]
@@ -315,7 +319,6 @@ class DenseMessageState(DampingPairs):
         rows_per_unit = self.group_rows if self.grouped else self.block_rows
         for M in (self.R, self.A):
             messages.zero_rows_as_pass(M, n_tasks, rows_per_unit, self.grouped)
-        self.is_exemplar[:] = False
 
     def _prepare_similarities(self):
         """Preferences on the diagonal, then the degeneracy noise (unless

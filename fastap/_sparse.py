@@ -556,6 +556,9 @@ def fit_graph(S, options, *, preference, preference_quantile, n_clusters, random
     """
     check_memory(S.shape[0], S.nnz + S.shape[0], similarity_dtype(S.dtype))
     indptr, indices, data = canonical_csr(S)
+    # As on dense input: an n_clusters search starts at the preference the
+    # caller chose (or its quantile), else where the search chooses.
+    chosen = preference is not None or preference_quantile is not None
     if preference is None and preference_quantile is None:
         preference = np.asarray(default_preference(data))
     graph = with_diagonal(indptr, indices, data,
@@ -569,6 +572,7 @@ def fit_graph(S, options, *, preference, preference_quantile, n_clusters, random
         warm_messages=warm_message_arrays(graph, warm_messages),
     )
     result = run_or_search(state, options, n_clusters=n_clusters,
+                           start=preference[()] if chosen else None,
                            adaptive_damping=adaptive_damping)
     if result.preference is not None:
         preference = np.asarray(result.preference)

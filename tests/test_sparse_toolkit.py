@@ -149,3 +149,13 @@ def test_n_clusters_without_merging_searches_the_graph():
                                     merge_fragments=False, random_state=0).fit(X)
     assert model.cluster_centers_indices_.size == 4
     assert model.preference_search_[-1].n_clusters == 4
+
+
+@pytest.mark.parametrize("start", [{"preference": -200.0}, {"preference_quantile": 0.2}])
+def test_n_clusters_search_starts_where_asked_as_on_dense_input(start):
+    # A complete graph is the dense problem: the search, from the same
+    # start, takes the same steps (the first at the start asked for).
+    dense, graph = fit_both(S_BLOBS, n_clusters=4, damping=0.8, **start)
+    assert dense.preference_search_ == graph.preference_search_
+    if "preference" in start:
+        assert graph.preference_search_[0].preference == start["preference"]

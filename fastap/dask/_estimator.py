@@ -304,9 +304,9 @@ responsibility_, availability_, membership_confidence_
         )
         if options.keep_messages:
             state.check_messages_fit()  # before the fit, not only before gathering
-        # As on one machine: a dense search starts at the given preference;
-        # on a graph _sparse.fit_graph starts every search at the median.
-        start = None if preference is None or graph else preference[()]
+        # As on one machine: a search starts at the preference given (or its
+        # quantile), else where the search chooses.
+        start = None if preference is None else preference[()]
         result = run_or_search(state, options, n_clusters=self.n_clusters, start=start)
         if result.preference is not None:
             preference = np.asarray(result.preference)

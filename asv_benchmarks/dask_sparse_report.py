@@ -65,6 +65,12 @@ def _timed_fit(estimator_class, graph, iterations, **options):
 
 
 def _peak_rss_mib():
+    """This process's own peak RSS (VmHWM: ru_maxrss would also count the
+    peak of a parent a worker was forked from)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -86,14 +92,13 @@ def main():
           "(0: loaded from the cache)", flush=True)
     single, single_times = _timed_fit(fastap.AffinityPropagation, graph, args.iterations, n_jobs=2)
     print(f"single machine, 2 threads: {single_times}", flush=True)
+    client_before_cluster = _peak_rss_mib()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=":0") as cluster, Client(cluster) as client:
         distributed, distributed_times = _timed_fit(
             fastap.dask.AffinityPropagation, graph, args.iterations, client=client
         )
-        worker_peaks = client.run(
-            lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        )
+        worker_peaks = client.run(_peak_rss_mib)
     print(f"2 workers x 1 thread: {distributed_times}")
     same = np.array_equal(single.labels_, distributed.labels_)
     ratio = distributed_times["iteration_ms"] / single_times["iteration_ms"]
@@ -103,7 +108,7 @@ def main():
           f"| {args.n:,} | {graph.nnz:,} | {single_times['iteration_ms']:.0f} ms | "
           f"{distributed_times['iteration_ms']:.0f} ms | {ratio:.2f} | "
           f"{single_times['set_up_s']:.1f} / {distributed_times['set_up_s']:.1f} s | "
-          f"{max(worker_peaks.values()):.0f} MiB | {_peak_rss_mib():.0f} MiB | {same} |")
+          f"{max(worker_peaks.values()):.0f} MiB | {client_before_cluster:.0f} MiB | {same} |")
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 
 

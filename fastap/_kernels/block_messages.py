@@ -53,6 +53,7 @@ from fastap._kernels._jit import parallel_kernel, serial_kernel
 from fastap._kernels.messages import (
     add_positive_part,
     finish_availability_row,
+    shift_preference_row,
     update_row,
 )
 
@@ -209,22 +210,14 @@ def shift_block_preference(A, R, row_offset, col_sum, delta, finish_previous, da
     of every column sum (``col_sum`` (n,)) ``+ delta``: element for element
     the single machine's arithmetic, so every block's copy of the sums stays
     the single machine's one."""
-    zero = A.dtype.type(0)
-    n = A.shape[1]
     for r in prange(A.shape[0]):
-        i = r + row_offset
-        A_row = A[r]
-        R_row = R[r]
-        if finish_previous:
-            finish_availability_row(i, A_row, R_row, col_sum, damping, one_minus_damping)
-        diagonal = A_row[i]
-        for k in range(n):
-            target = col_sum[k] - max(R_row[k], zero)
-            A_row[k] += min(target + delta, zero) - min(target, zero)
-        A_row[i] = diagonal
+        shift_preference_row(
+            r + row_offset, A[r], R[r], col_sum, delta, finish_previous, damping,
+            one_minus_damping,
+        )
     for r in range(A.shape[0]):
         R[r, r + row_offset] += delta
-    for k in range(n):
+    for k in range(A.shape[1]):
         col_sum[k] += delta
 
 

@@ -564,17 +564,25 @@ def shift_preference(A, R, col_sum, delta, finish_previous, damping, one_minus_d
     independent.
     """
     n = A.shape[0]
-    zero = A.dtype.type(0)
     for i in prange(n):
-        A_row = A[i]
-        R_row = R[i]
-        if finish_previous:
-            finish_availability_row(i, A_row, R_row, col_sum, damping, one_minus_damping)
-        diagonal = A_row[i]
-        for k in range(n):
-            target = col_sum[k] - max(R_row[k], zero)
-            A_row[k] += min(target + delta, zero) - min(target, zero)
-        A_row[i] = diagonal
+        shift_preference_row(
+            i, A[i], R[i], col_sum, delta, finish_previous, damping, one_minus_damping
+        )
     for k in range(n):
         R[k, k] += delta
         col_sum[k] += delta
+
+
+@serial_kernel
+def shift_preference_row(i, A_row, R_row, col_sum, delta, finish_previous, damping,
+                         one_minus_damping):
+    """Row ``i`` of :func:`shift_preference` (its off-diagonal
+    availabilities; ``R`` and the sums are moved by the caller)."""
+    zero = A_row.dtype.type(0)
+    if finish_previous:
+        finish_availability_row(i, A_row, R_row, col_sum, damping, one_minus_damping)
+    diagonal = A_row[i]
+    for k in range(A_row.size):
+        target = col_sum[k] - max(R_row[k], zero)
+        A_row[k] += min(target + delta, zero) - min(target, zero)
+    A_row[i] = diagonal

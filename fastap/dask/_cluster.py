@@ -103,6 +103,9 @@ class _CheckedFuture:
         self.p = p
         self.blocks = blocks
 
+    def done(self):
+        return self.future.done()
+
     def result(self, timeout=None):
         timeout = self.blocks.timeout if timeout is None else timeout
         try:

@@ -66,6 +66,9 @@ class _Done:
     def result(self, timeout=None):
         return self.value
 
+    def done(self):
+        return True
+
 
 class LocalBlocks:
     """In-process stand-in for the cluster: RowBlock objects called directly."""
@@ -239,20 +242,36 @@ class BlockMessageState:
         P = len(self.blocks)
         # Without a partial group sum an empty vector travels.
         partial_size = 1 if self._carries_partial_sums() else 0
-        futures = [
+        futures = [[
             self.blocks.call(
                 0, "add_positive_parts", start, np.zeros(stop - start),
                 np.zeros((stop - start) * partial_size),
             )
             for start, stop in self.segments
-        ]
-        for p in range(1, P):
-            futures = [
-                self.blocks.call(p, "add_positive_parts", start, *previous)
-                for (start, _), previous in zip(self.segments, self.blocks.results(futures))
+        ]]
+        futures += [[] for _ in range(1, P)]
+        # Block p gets segment c as soon as block p - 1 has returned it (a
+        # block runs its calls in the order they arrive): while block p adds
+        # segment c, block p - 1 adds c + 1. Waiting for all of block p - 1's
+        # segments first would leave one block working at a time.
+        n_segments = len(self.segments)
+        while len(futures[-1]) < n_segments:
+            ready = [
+                p for p in range(1, P)
+                if len(futures[p]) < len(futures[p - 1])
+                and futures[p - 1][len(futures[p])].done()
             ]
+            if not ready:  # wait for the oldest segment still to be passed on
+                p = next(p for p in range(1, P) if len(futures[p]) < len(futures[p - 1]))
+                futures[p - 1][len(futures[p])].result()
+                continue
+            for p in ready:
+                c = len(futures[p])
+                futures[p].append(self.blocks.call(
+                    p, "add_positive_parts", self.segments[c][0], *futures[p - 1][c].result()
+                ))
         totals = np.empty(self.n_samples, dtype=np.float64)
-        for (start, stop), (running, _) in zip(self.segments, self.blocks.results(futures)):
+        for (start, stop), (running, _) in zip(self.segments, self.blocks.results(futures[-1])):
             totals[start:stop] = running
         return totals
 

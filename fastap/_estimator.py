@@ -492,9 +492,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         else:
             # The counter noise's column sums are added by groups of rows,
             # as fastap.dask's blocks add them (see DenseMessageState).
-            engine, engine_options = DenseMessageState, {"grouped_sums": (
-                True if self.noise == "counter" else None
-            )}
+            engine, engine_options = DenseMessageState, {"grouped_sums": self.noise == "counter"}
         state = engine(
             S, S.dtype.type(0) if preference is None else preference,
             damping=options.damping, random_state=self._noise_stream(),

@@ -393,9 +393,10 @@ class SparseMessageState(DampingPairs):
         g.S[g.diagonal] = diagonal_values
         if shift_messages:
             delta = self.dtype.type(preference) - self.dtype.type(self.preference.flat[0])
-            kernels.shift_stored_preference(
-                g.indptr, g.indices, g.diagonal, self.A, self.R, self.col_sum, delta,
-                self.availability_pending, *self.last_damping_pair,
+            is_isolated = np.diff(g.indptr) == 1  # only the diagonal stored
+            kernels.shift_block_stored_preference(
+                g.indptr, g.indices, g.diagonal, self.A, self.R, self.col_sum, is_isolated,
+                delta, self.availability_pending, *self.last_damping_pair,
             )
             self.availability_pending = False
         self.preference = np.broadcast_to(np.asarray(preference, dtype=self.dtype), (g.n,))

@@ -45,6 +45,21 @@ def _uneven_bounds(n, n_blocks, random_state=0):
     return np.r_[0, np.unique(cuts), n]
 
 
+def _record_histogram_rounds(blocks):
+    """The "window" flag of each histogram round the blocks will be asked
+    for (a list, filled as the selection runs)."""
+    searched = []
+    call = blocks.call
+
+    def recording_call(p, method, *args):
+        if method == "digit_histogram":
+            searched.append(args[-1])
+        return call(p, method, *args)
+
+    blocks.call = recording_call
+    return searched
+
+
 def _stand_in(S_raw, bounds, preference, damping, n_threads=1, segment_columns=37):
     n = S_raw.shape[0]
     blocks = LocalBlocks(
@@ -185,15 +200,7 @@ def test_median_of_blocks_is_numpys(dtype, n):
     blocks = LocalBlocks(RowBlock(n, a, b, dtype) for a, b in zip(bounds[:-1], bounds[1:]))
     for p, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         blocks.call(p, "set_similarities", S[a:b])
-    searched = []  # the "window" flag of each histogram round
-    call = blocks.call
-
-    def recording_call(p, method, *args):
-        if method == "digit_histogram":
-            searched.append(args[-1])
-        return call(p, method, *args)
-
-    blocks.call = recording_call
+    searched = _record_histogram_rounds(blocks)
     median = median_of_blocks(blocks, bounds, dtype)
     assert median.dtype == dtype
     assert median == dtype(np.median(S))
@@ -448,15 +455,7 @@ def test_sparse_preference_over_blocks_is_the_single_machines(dtype, q):
         indptr, indices, data = _sparse.canonical_csr(big.tocsr())
         bounds = _uneven_bounds(2000, 3)
         blocks, _ = _sparse_blocks(big, bounds)
-        searched = []  # the "window" flag of each histogram round
-        call = blocks.call
-
-        def recording_call(p, method, *args):
-            if method == "digit_histogram":
-                searched.append(args[-1])
-            return call(p, method, *args)
-
-        blocks.call = recording_call
+        searched = _record_histogram_rounds(blocks)
         assert stored_median_of_blocks(blocks, bounds, dtype) == _sparse.default_preference(data)
         assert set(searched) == {True}
         assert stored_quantile_of_blocks(blocks, dtype, 0.3) == _sparse.stored_quantile(

@@ -286,25 +286,6 @@ def shift_stored_row(i, indptr, indices, diagonal, A, R, col_sum, delta, finish_
         A[p] = a + (min(target + delta, zero) - min(target, zero))
 
 
-@parallel_kernel
-def shift_stored_preference(
-    indptr, indices, diagonal, A, R, col_sum, delta, finish_previous, damping, one_minus_damping
-):
-    """Move the messages to a preference ``delta`` higher, in place: the
-    sparse form of ``messages.shift_preference`` (see there), on the stored
-    pairs, with the previous iteration's off-diagonal availabilities
-    finished first when ``finish_previous``. An isolated sample's ``R(k, k)``
-    stays 0 and its column sum infinite (see "Isolated samples")."""
-    n = indptr.size - 1
-    for i in prange(n):
-        shift_stored_row(i, indptr, indices, diagonal, A, R, col_sum, delta, finish_previous,
-                         damping, one_minus_damping)
-    for k in range(n):
-        if indptr[k + 1] - indptr[k] > 1:
-            R[diagonal[k]] += delta
-            col_sum[k] += delta
-
-
 # --------------------------------------------------------------------------
 # A row block of the distributed engine (fastap/dask).
 #
@@ -372,11 +353,15 @@ def finish_block_columns(indptr, diagonal, row_offset, A, R, col_sum, isolated_s
 @parallel_kernel
 def shift_block_stored_preference(indptr, indices, diagonal, A, R, col_sum, is_isolated, delta,
                                   finish_previous, damping, one_minus_damping):
-    """:func:`shift_stored_preference` on a block's rows: their pairs (rows
-    are independent), their diagonal responsibilities, and the block's copy
-    of every column sum (``col_sum`` (n,), global columns): ``+ delta``
-    unless the column's sample is isolated (``is_isolated`` (n,) bool, over
-    the whole graph), as the single machine shifts its one copy."""
+    """Move the messages of a block's rows (the whole graph's on one
+    machine) to a preference ``delta`` higher, in place: the sparse form of
+    ``messages.shift_preference`` (see there), on the stored pairs, with the
+    previous iteration's off-diagonal availabilities finished first when
+    ``finish_previous`` (rows are independent); then the rows' diagonal
+    responsibilities and every column sum (``col_sum`` (n,), global
+    columns: the block's copy) ``+ delta``, except where the sample is
+    isolated (``is_isolated`` (n,) bool, over the whole graph: its ``R(k, k)``
+    stays 0 and its column sum infinite, see "Isolated samples")."""
     n_rows = indptr.size - 1
     for r in prange(n_rows):
         shift_stored_row(r, indptr, indices, diagonal, A, R, col_sum, delta, finish_previous,

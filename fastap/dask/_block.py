@@ -27,7 +27,81 @@ def block_bytes(n_rows, n_samples, dtype):
     return 3 * n_rows * n_samples * itemsize + 8 * n_samples * itemsize
 
 
-class RowBlock:
+class MessageBlock:
+    """What the dense and the sparse row blocks share: the messages' life
+    cycle (``R``, ``A``, ``col_sum``, ``is_exemplar``, allocated like ``S``),
+    the passes of the exact selection over the values a block presents
+    (:meth:`_selection_values`) and their window, and the round trip.
+    Subclasses hold ``S``, ``n_threads`` and ``first_row`` and list their
+    arrays in :meth:`_arrays`."""
+
+    def _selection_values(self):
+        raise NotImplementedError
+
+    def _arrays(self):
+        raise NotImplementedError
+
+    # Exact median and quantiles (see _state.median_of_blocks): a sample
+    # brackets the value, one pass keeps the values inside the bracket here
+    # (the window), and radix selection runs over the windows; over all the
+    # values when it misses.
+
+    def median_sample(self, size, seed):
+        """``size`` of the presented values, drawn with a fixed-seed generator."""
+        flat = self._selection_values().reshape(-1)
+        if flat.size == 0 or size == 0:
+            return flat[:0].copy()
+        picks = np.random.default_rng([seed, self.first_row]).integers(0, flat.size, size)
+        return flat[picks]
+
+    def drop_window(self):
+        self._window = None
+        return True
+
+    def _keys_of(self, window):
+        return bits_view(self._window if window else self._selection_values())
+
+    def digit_histogram(self, prefix, shift, window=False):
+        """16-bit digit histogram of the presented values' keys (or the window's)."""
+        with numba_threads(self.n_threads):
+            return setup.digit_histogram(self._keys_of(window), prefix, shift, self.n_threads)
+
+    def count_not_above_and_next(self, key, window=False):
+        """Number of keys <= ``key`` and the smallest key above it."""
+        bits = self._keys_of(window)
+        with numba_threads(self.n_threads):
+            return setup.count_not_above_and_next(bits, bits.dtype.type(key), self.n_threads)
+
+    def reset(self):
+        if self.R is None:  # released
+            self.R = np.zeros_like(self.S)
+            self.A = np.zeros_like(self.S)
+        self.R[:] = 0
+        self.A[:] = 0
+        self.col_sum[:] = 0
+        self.is_exemplar[:] = False
+        return True
+
+    def messages(self):
+        """The block's ``R`` and ``A`` (not copies: the caller copies them
+        into the gathered arrays; the run releases them next)."""
+        return self.R, self.A
+
+    def release(self):
+        """Free R and A (the similarities stay, for the assignment)."""
+        self.R = self.A = None
+        return True
+
+    def echo(self, payload=None):
+        """Return ``payload`` (a round trip, for latency measurements)."""
+        return payload
+
+    def memory_bytes(self):
+        """Bytes held by the block's arrays."""
+        return int(sum(a.nbytes for a in self._arrays() if a is not None))
+
+
+class RowBlock(MessageBlock):
     """Rows ``[first_row, last_row)`` of S, R and A, updated in place.
 
     Parameters
@@ -160,16 +234,6 @@ class RowBlock:
         self.S = S
         return True
 
-    # Exact median (see _state.median_of_blocks): a sample brackets it, one
-    # pass keeps the entries inside the bracket here (the window), and radix
-    # selection runs over the windows; over the whole block when it misses.
-
-    def median_sample(self, size, seed):
-        """``size`` entries of the block drawn with a fixed-seed generator."""
-        flat = self.S.reshape(-1)
-        picks = np.random.default_rng([seed, self.first_row]).integers(0, flat.size, size)
-        return flat[picks]
-
     def gather_window(self, low, high):
         """Count the entries below ``low`` and keep those in ``[low, high]``.
 
@@ -191,23 +255,8 @@ class RowBlock:
         ).reshape(1, -1)
         return int(below.sum()), int(inside.sum())
 
-    def drop_window(self):
-        self._window = None
-        return True
-
-    def _keys_of(self, window):
-        return bits_view(self._window if window else self.S)
-
-    def digit_histogram(self, prefix, shift, window=False):
-        """16-bit digit histogram of the block's keys (or its window's)."""
-        with numba_threads(self.n_threads):
-            return setup.digit_histogram(self._keys_of(window), prefix, shift, self.n_threads)
-
-    def count_not_above_and_next(self, key, window=False):
-        """Number of keys <= ``key`` and the smallest key above it."""
-        bits = self._keys_of(window)
-        with numba_threads(self.n_threads):
-            return setup.count_not_above_and_next(bits, bits.dtype.type(key), self.n_threads)
+    def _selection_values(self):
+        return self.S
 
     def diagonal(self):
         """The block's part of the diagonal of ``S`` (a copy)."""
@@ -324,21 +373,6 @@ class RowBlock:
             )
         return True
 
-    def reset(self):
-        if self.R is None:  # released
-            self.R = np.zeros_like(self.S)
-            self.A = np.zeros_like(self.S)
-        self.R[:] = 0
-        self.A[:] = 0
-        self.col_sum[:] = 0
-        self.is_exemplar[:] = False
-        return True
-
-    def messages(self):
-        """The block's ``R`` and ``A`` rows (not copies: the caller copies
-        them into the gathered matrices; the run releases them next)."""
-        return self.R, self.A
-
     def set_messages(self, R_rows, A_rows):
         """Continue from the given rows of ``R`` and ``A`` (a warm start, ``A``
         complete); returns the block's exemplar flags as they imply."""
@@ -363,11 +397,6 @@ class RowBlock:
                 np.asarray(assigned_rows, dtype=np.intp), margin,
             )
         return margin
-
-    def release(self):
-        """Free R and A (the similarities stay, for the assignment)."""
-        self.R = self.A = None
-        return True
 
     # ------------------------------------------------------------------
     # Clusters from exemplars (scikit-learn's refinement, by blocks).
@@ -402,12 +431,6 @@ class RowBlock:
         """Similarities of the given global rows (all in this block)."""
         return self.S[np.asarray(rows, dtype=np.intp) - self.first_row].copy()
 
-    def echo(self, payload=None):
-        """Return ``payload`` (a round trip, for latency measurements)."""
-        return payload
-
-    def memory_bytes(self):
-        """Bytes held by the block's arrays."""
-        arrays = (self.S, self.R, self.A, self.col_sum, self.row_values, self.chunk_top,
-                  self.unit_sums)
-        return int(sum(a.nbytes for a in arrays if a is not None))
+    def _arrays(self):
+        return (self.S, self.R, self.A, self.col_sum, self.row_values, self.chunk_top,
+                self.unit_sums)

@@ -17,9 +17,9 @@ import numpy as np
 from fastap._kernels import noise, setup, sparse_assign, sparse_graph
 from fastap._kernels import preference as preference_kernels
 from fastap._kernels import sparse_messages as kernels
-from fastap._kernels._order import bits_view
 from fastap._resources import numba_threads
 from fastap._sparse import PARALLEL_MIN_PAIRS, with_diagonal
+from fastap.dask._block import MessageBlock
 
 # The stored values a preference is selected from (``select_from``).
 SELECTIONS = ("stored", "off_diagonal")
@@ -36,7 +36,7 @@ def sparse_block_bytes(n_rows, n_pairs, n_samples, dtype):
             + n_samples * (itemsize + 16))
 
 
-class SparseRowBlock:
+class SparseRowBlock(MessageBlock):
     """Rows ``[first_row, last_row)`` of a sparse graph with their messages.
 
     Parameters
@@ -220,13 +220,6 @@ class SparseRowBlock:
     # values :meth:`select_from` presented.
     # ------------------------------------------------------------------
 
-    def median_sample(self, size, seed):
-        flat = self._selection.reshape(-1)
-        if flat.size == 0 or size == 0:
-            return flat[:0].copy()
-        picks = np.random.default_rng([seed, self.first_row]).integers(0, flat.size, size)
-        return flat[picks]
-
     def gather_window(self, low, high):
         """Count the values below ``low`` and keep those in ``[low, high]``
         (None when they would exceed 5% of the block's values)."""
@@ -241,24 +234,13 @@ class SparseRowBlock:
         self._window = window_values[:, : inside[0]].copy()
         return int(below[0]), int(inside[0])
 
-    def drop_window(self):
-        self._window = None
-        return True
-
     def drop_selection(self):
         """Let the presented values go (a copy of the block's values)."""
         self._selection = self._window = None
         return True
 
-    def _keys_of(self, window):
-        return bits_view(self._window if window else self._selection)
-
-    def digit_histogram(self, prefix, shift, window=False):
-        return setup.digit_histogram(self._keys_of(window), prefix, shift, 1)
-
-    def count_not_above_and_next(self, key, window=False):
-        bits = self._keys_of(window)
-        return setup.count_not_above_and_next(bits, bits.dtype.type(key), 1)
+    def _selection_values(self):
+        return self._selection
 
     # ------------------------------------------------------------------
     # One iteration, in three calls (as RowBlock's).
@@ -308,21 +290,6 @@ class SparseRowBlock:
             )
         return True
 
-    def reset(self):
-        if self.R is None:
-            self.R = np.zeros_like(self.S)
-            self.A = np.zeros_like(self.S)
-        self.R[:] = 0
-        self.A[:] = 0
-        self.col_sum[:] = 0
-        self.is_exemplar[:] = False
-        return True
-
-    def messages(self):
-        """The block's ``R`` and ``A`` in its CSR order (not copies: the
-        caller copies them into the gathered arrays)."""
-        return self.R, self.A
-
     def structure(self):
         """The block's ``indptr`` (from 0) and ``indices``, the diagonal pairs
         inserted: the CSR pattern its messages follow."""
@@ -354,11 +321,6 @@ class SparseRowBlock:
                 np.asarray(assigned_rows, dtype=np.int64), margin,
             )
         return margin
-
-    def release(self):
-        """Free R and A (the graph stays, for the assignment)."""
-        self.R = self.A = None
-        return True
 
     # ------------------------------------------------------------------
     # Clusters (``_sparse.assign_stored_clusters``' two row operations).
@@ -400,10 +362,6 @@ class SparseRowBlock:
             )
         return values
 
-    def echo(self, payload=None):
-        return payload
-
-    def memory_bytes(self):
-        arrays = (self.indptr, self.indices, self.S, self.diagonal, self.col_indptr,
-                  self.col_order, self.R, self.A, self.col_sum)
-        return int(sum(a.nbytes for a in arrays if a is not None))
+    def _arrays(self):
+        return (self.indptr, self.indices, self.S, self.diagonal, self.col_indptr,
+                self.col_order, self.R, self.A, self.col_sum)

@@ -28,6 +28,11 @@ class CommandError(Exception):
     """An error the user can fix; its message is printed on one line."""
 
 
+class UsageError(CommandError):
+    """Options that contradict each other or do not apply to the input: a
+    usage error (exit code 2, as argparse's own)."""
+
+
 class Data(NamedTuple):
     """The samples read from a file.
 
@@ -39,11 +44,18 @@ class Data(NamedTuple):
         The CSV header's names of the chosen columns; None without a header.
     index_column : str or None
         The CSV column taken as the row index (not a feature), if any.
+    row_names : list of str or None
+        That column's fields, as written (the labels file repeats them).
+    notes : tuple of str
+        What was guessed about the file (a numeric header line, an index
+        column), each with the option that decides otherwise.
     """
 
     values: np.ndarray
     feature_names: list = None
     index_column: str = None
+    row_names: list = None
+    notes: tuple = ()
 
 
 def delimiter_character(text):
@@ -55,7 +67,8 @@ def delimiter_character(text):
     return text
 
 
-def read_data(path, *, key=None, delimiter=None, index_col=None, columns=None, mmap=False):
+def read_data(path, *, key=None, delimiter=None, index_col=None, columns=None, mmap=False,
+              header=None):
     """The samples in ``path`` (.csv, .npy or .npz), as :class:`Data`.
 
     Parameters
@@ -76,6 +89,9 @@ def read_data(path, *, key=None, delimiter=None, index_col=None, columns=None, m
     mmap : bool
         Memory-map a .npy file (a large similarity matrix is then not read
         into memory before the fit's own copy).
+    header : bool or None
+        CSV: whether the first line holds column names; None: detected
+        (see :func:`header_decision`).
     """
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in SUFFIXES:
@@ -86,15 +102,16 @@ def read_data(path, *, key=None, delimiter=None, index_col=None, columns=None, m
         raise CommandError(f"{path}: no such file")
     if suffix == ".csv":
         if key is not None:
-            raise CommandError("--key chooses an array in a .npz file; a .csv file has none")
+            raise UsageError("--key chooses an array in a .npz file; a .csv file has none")
         return _read_csv(path, delimiter_character(delimiter or ","), delimiter is not None,
-                         index_col, columns)
-    for option, value in (("--delimiter", delimiter), ("--index-col", index_col)):
+                         index_col, columns, header)
+    for option, value in (("--delimiter", delimiter), ("--index-col", index_col),
+                          ("--header" if header else "--no-header", header)):
         if value is not None:
-            raise CommandError(f"{option} applies to .csv files only")
+            raise UsageError(f"{option} applies to .csv files only")
     if suffix == ".npy":
         if key is not None:
-            raise CommandError("--key chooses an array in a .npz file; a .npy file holds one")
+            raise UsageError("--key chooses an array in a .npz file; a .npy file holds one")
         values = _read_npy(path, mmap)
     else:
         values = _read_npz(path, key)
@@ -214,13 +231,14 @@ def _fields(line, delimiter):
     return next(csv.reader([line], delimiter=delimiter, skipinitialspace=True), [])
 
 
-def _read_csv(path, delimiter, delimiter_given, index_col, columns):
+def _read_csv(path, delimiter, delimiter_given, index_col, columns, header):
     first_fields = _first_fields(path, delimiter, delimiter_given)
-    # A header: the first line has a field that is not a number (an empty
-    # field is a missing value, as in pandas' index header ",x,y").
-    has_header = any(field.strip() and not _is_number(field) for field in first_fields)
-    frame = _read_frame(path, delimiter, has_header)
-    names = [field.strip() for field in first_fields] if has_header else None
+    notes = []
+    if header is None:
+        header, note = header_decision(first_fields, _rows_after_the_first(path, delimiter))
+        notes += [note] if note else []
+    frame = _read_frame(path, delimiter, header)
+    names = [field.strip() for field in first_fields] if header else None
     if names is not None and len(names) != frame.shape[1]:
         names = [str(name) for name in frame.columns]
     n_columns = frame.shape[1]
@@ -231,32 +249,37 @@ def _read_csv(path, delimiter, delimiter_given, index_col, columns):
         return f'column "{names[j]}"' if names and names[j] else f"column {j + 1}"
 
     def place(i, j):
-        return f"{path}, row {_line_of_row(path, i, has_header)}, {column_name(j)}"
+        return f"{path}, row {_line_of_row(path, i, header)}, {column_name(j)}"
 
-    index_column = None
     if index_col is None:
-        if names and names[0] == "" and n_columns > 1 and _is_row_numbers(frame.iloc[:, 0]):
-            index_column = 0
+        index_column, note = _detected_index(frame, names, column_name)
+        notes += [note] if note else []
     elif index_col.lower() != "none":
         index_column = _column_numbers(path, index_col, n_columns, names, "--index-col")[0]
+    else:
+        index_column = None
     if columns is not None:
         chosen = _column_numbers(path, columns, n_columns, names, "--columns")
         if index_column in chosen:
-            raise CommandError(f"{column_name(index_column)} is the row index, not a feature "
-                               "(--index-col none to use it)")
+            raise UsageError(f"{column_name(index_column)} is the row index, not a feature "
+                             "(--index-col none to use it)")
     else:
         chosen = [j for j in range(n_columns) if j != index_column]
     if not chosen:
         raise CommandError(f"{path}: no feature column left")
 
-    values = _numeric_columns(frame, chosen, place, delimiter)
+    def reference(j):  # how --index-col would name column j
+        return f'"{names[j]}"' if names and names[j] and "," not in names[j] else str(j + 1)
+
+    hint = index_col is None and columns is None
+    values = _numeric_columns(frame, chosen, place, delimiter, reference if hint else None)
 
     def describe(i, position):
         j = chosen[position]
-        line_number = _line_of_row(path, i, has_header)
+        line_number = _line_of_row(path, i, header)
         fields = _fields(_line_text(path, line_number), delimiter)
         if len(fields) <= j:
-            expected = "the header has" if has_header else "the first row has"
+            expected = "the header has" if header else "the first row has"
             return (f"{path}, row {line_number}: {len(fields)} "
                     f"{'field' if len(fields) == 1 else 'fields'}, {expected} {n_columns}")
         text = fields[j].strip()
@@ -268,8 +291,116 @@ def _read_csv(path, delimiter, delimiter_given, index_col, columns):
 
     _check_finite(path, values, describe)
     feature_names = [names[j] or f"column {j + 1}" for j in chosen] if names else None
-    index_name = None if index_column is None else column_name(index_column)
-    return Data(values, feature_names, index_name)
+    if index_column is None:
+        return Data(values, feature_names, notes=tuple(notes))
+    row_names = _row_names(path, delimiter, header, frame, index_column)
+    return Data(values, feature_names, column_name(index_column), row_names, tuple(notes))
+
+
+# How many lines after the first the header detection looks at.
+_HEADER_SAMPLE_ROWS = 50
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _field_kind(text):
+    """'empty', 'integer', 'number' (any other float) or 'text'."""
+    text = text.strip()
+    if not text:
+        return "empty"
+    if _INTEGER.fullmatch(text):
+        return "integer"
+    return "number" if _is_number(text) else "text"
+
+
+def header_decision(first_fields, rows):
+    """``(has_header, note)``: whether the first line of a CSV file names
+    the columns, judged as a pandas user expects, and a note when the
+    guess rests on numbers alone (it says how to decide otherwise).
+
+    ``rows`` are the fields of the lines that follow (a sample). The first
+    line is a header when
+
+    - a field is text above a column that is not all text (a column that
+      is text all the way down holds names: its first field is one);
+    - it is ``0,1,...,d-1`` (pandas' default column names), after the
+      index's empty cell or name when the first column is pandas' index;
+    - its fields are integers above columns of decimals (the type
+      comparison of :meth:`csv.Sniffer.has_header`, which on its own takes
+      integers and decimals for one type and so never sees pandas' names).
+    """
+    fields = [field.strip() for field in first_fields]
+    kinds = [_field_kind(field) for field in fields]
+    below = [[_field_kind(row[j]) for row in rows if len(row) == len(fields)]
+             for j in range(len(fields))]
+    all_text = [bool(column) and all(k == "text" for k in column) for column in below]
+    for kind, text_column in zip(kinds, all_text):
+        if kind == "text" and not text_column:
+            return True, None
+    # The first field may head pandas' index: empty, or a name above names.
+    lead = 1 if len(fields) > 1 and (fields[0] == "" or all_text[0]) else 0
+    rest = fields[lead:]
+    if lead and fields[0] == "" and rest == [str(j) for j in range(len(rest))]:
+        return True, None  # a sample cannot start with an empty field and count from 0
+    shown = ",".join(fields) if len(",".join(fields)) <= 40 else ",".join(fields)[:37] + "..."
+    if len(rest) > 1 - lead and rest == [str(j) for j in range(len(rest))]:
+        return True, (f'the first line ("{shown}") is taken as a header (pandas\' default '
+                      "column names), not a sample (--no-header: read it as one)")
+    if rest and all(kind == "integer" for kind in kinds[lead:]) and all(
+        column and all(k == "number" for k in column) for column in below[lead:]
+    ):
+        return True, (f'the first line ("{shown}") is taken as a header (integers above '
+                      "columns of decimals), not a sample (--no-header: read it as one)")
+    return False, None
+
+
+def _rows_after_the_first(path, delimiter):
+    rows = []
+    for position, (_, text) in enumerate(_content_lines(path)):
+        if position > _HEADER_SAMPLE_ROWS:
+            break
+        if position:
+            rows.append(_fields(text, delimiter))
+    return rows
+
+
+def _detected_index(frame, names, column_name):
+    """``(column, note)``: the first column when it is the row index, as
+    pandas writes it (an unnamed header field above it, or 0, 1, ..., n-1
+    under no header), or a column of distinct texts (row names); else
+    ``(None, None)``."""
+    import pandas as pd
+
+    n_samples, n_columns = frame.shape
+    if n_columns < 2:
+        return None, None
+    first = frame.iloc[:, 0]
+    unnamed = bool(names) and names[0] == "" and all(names[1:])
+    undo = "not a feature (--index-col none: use it as a feature)"
+    if _is_row_numbers(first) and (unnamed or names is None and n_samples > 1):
+        return 0, f"{column_name(0)} (unnamed, 0 to {n_samples - 1}) is the row index, {undo}"
+    names_like = (
+        first.dtype.kind == "O" and first.notna().all()
+        and bool(pd.to_numeric(first, errors="coerce").isna().all())
+    )
+    if names_like and (unnamed or first.is_unique):
+        return 0, (f'{column_name(0)} holds row names (e.g. "{first.iloc[0]}"), not numbers: '
+                   "it is the row index, not a feature")
+    if unnamed:
+        return 0, f'{column_name(0)} (unnamed, e.g. "{first.iloc[0]}") is the row index, {undo}'
+    return None, None
+
+
+def _row_names(path, delimiter, header, frame, j):
+    """The fields of column ``j`` as written (pandas turned them into
+    numbers where it could: ``007`` or ``1e3`` would change)."""
+    column = frame.iloc[:, j]
+    if column.dtype.kind == "O" and column.notna().all():
+        return [str(name) for name in column]
+    if column.dtype.kind in "iu":
+        return [str(name) for name in column.tolist()]
+    as_text = _read_frame(path, delimiter, header, usecols=[j], dtype=str).iloc[:, 0]
+    return [("" if name is None or name != name else str(name)) for name in as_text]
 
 
 def _first_fields(path, delimiter, delimiter_given):
@@ -300,14 +431,14 @@ def _first_fields(path, delimiter, delimiter_given):
     return first_fields
 
 
-def _read_frame(path, delimiter, has_header):
+def _read_frame(path, delimiter, has_header, **options):
     import pandas as pd
 
     try:
         return pd.read_csv(
             path, sep=delimiter, header=0 if has_header else None, comment="#",
             skip_blank_lines=True, skipinitialspace=True, encoding="utf-8-sig",
-            low_memory=False,
+            low_memory=False, **options,
         )
     except pd.errors.EmptyDataError:
         raise CommandError(f"{path}: no data") from None
@@ -320,9 +451,11 @@ def _read_frame(path, delimiter, has_header):
         ) from error
 
 
-def _numeric_columns(frame, chosen, place, delimiter):
+def _numeric_columns(frame, chosen, place, delimiter, reference=None):
     """The ``chosen`` columns as float64; the first field that is not a
-    number is an error at its place (``place(i, j)``)."""
+    number is an error at its place (``place(i, j)``), which points at
+    ``--index-col`` when the column holds no number at all (names or
+    categories) and ``reference(j)`` says how to name it."""
     import pandas as pd
 
     values = np.empty((frame.shape[0], len(chosen)), dtype=np.float64)
@@ -339,6 +472,9 @@ def _numeric_columns(frame, chosen, place, delimiter):
                     if other in text and other != delimiter:
                         hint = f" (fields separated by {other!r}? use {option})"
                         break
+                if not hint and reference is not None and numbers.isna().all():
+                    hint = (f" (a column of names, not a feature? --index-col {reference(j)} "
+                            "takes it as the row names; --columns chooses the features)")
                 raise CommandError(f'{place(i, j)}: "{text}" is not a number{hint}')
             column = numbers
         values[:, position] = column.to_numpy(dtype=np.float64, na_value=np.nan)

@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from fastap._cli_data import CommandError, read_data
+from fastap._cli_data import CommandError, UsageError, read_data
 
 AFFINITIES = ("euclidean", "cosine", "nearest_neighbors", "precomputed")
 
@@ -33,8 +33,10 @@ def add_parser(commands):
             "--precomputed, a square similarity matrix). Writes the labels as CSV "
             "(sample,label,exemplar), prints a JSON summary (or writes it with "
             "--summary-out) and, with --plot, draws a PNG. CSV files are read with "
-            "pandas: a header line is recognised, and an unnamed first column "
-            "holding 0, 1, ..., n-1 (pandas' index) is not a feature."
+            "pandas: a header line is recognised (names, or pandas' default 0,1,...; "
+            "--header/--no-header decide), and the row index pandas writes (an unnamed "
+            "first column, or 0, 1, ..., n-1) or a first column of distinct row names is "
+            "not a feature: the labels file repeats its names."
         ),
     )
     _add_problem_options(parser)
@@ -124,6 +126,17 @@ def _add_run_options(parser):
         metavar="COLUMN",
         help="CSV column (name, or number from 1) holding row names, not a feature; "
         "'none': every column is a feature",
+    )
+    header = parser.add_mutually_exclusive_group()
+    header.add_argument(
+        "--header",
+        dest="header",
+        action="store_true",
+        default=None,
+        help="CSV: the first line names the columns (default: detected)",
+    )
+    header.add_argument(
+        "--no-header", dest="header", action="store_false", help="CSV: the first line is a sample"
     )
     parser.add_argument(
         "--columns",
@@ -381,29 +394,45 @@ def _default_labels_path(data_path):
     return root + ".labels.csv"
 
 
-def _write_labels(labels, exemplars, destination):
-    """Write the labels CSV; False if stdout was a pipe closed by its reader."""
+def _write_labels(labels, exemplars, destination, row_names=None):
+    """Write the labels CSV (``sample,label,exemplar``: numbers from 0, or
+    the data's row names when it has them); False if stdout was a pipe
+    closed by its reader."""
     exemplar_of = np.full(labels.size, -1, dtype=np.int64)
     assigned = labels >= 0
     exemplar_of[assigned] = exemplars[labels[assigned]]
-    table = np.column_stack([np.arange(labels.size), labels, exemplar_of])
-    if destination == "-":
-        try:
-            np.savetxt(
-                sys.stdout, table, fmt="%d", delimiter=",", header="sample,label,exemplar",
-                comments="",
-            )
+    try:
+        if destination == "-":
+            _write_labels_to(sys.stdout, labels, exemplar_of, row_names)
             sys.stdout.flush()
-        except BrokenPipeError:
-            # `fastap fit ... --labels-out - | head`: the reader has what it
-            # wanted; the plot and the summary (stderr) still follow.
-            silence_stdout()
-            return False
-        return True
-    np.savetxt(
-        destination, table, fmt="%d", delimiter=",", header="sample,label,exemplar", comments=""
-    )
+        else:
+            with open(destination, "w", encoding="utf-8", newline="") as file:
+                _write_labels_to(file, labels, exemplar_of, row_names)
+    except BrokenPipeError:
+        if destination != "-":
+            raise
+        # `fastap fit ... --labels-out - | head`: the reader has what it
+        # wanted; the plot and the summary (stderr) still follow.
+        silence_stdout()
+        return False
     return True
+
+
+def _write_labels_to(file, labels, exemplar_of, row_names):
+    if row_names is None:
+        table = np.column_stack([np.arange(labels.size), labels, exemplar_of])
+        np.savetxt(file, table, fmt="%d", delimiter=",", header="sample,label,exemplar",
+                   comments="")
+        return
+    import csv
+
+    writer = csv.writer(file, lineterminator="\n")
+    writer.writerow(["sample", "label", "exemplar"])
+    # A sample with no cluster (label -1) has no exemplar: an empty field.
+    writer.writerows(
+        (name, label, row_names[exemplar] if exemplar >= 0 else "")
+        for name, label, exemplar in zip(row_names, labels.tolist(), exemplar_of.tolist())
+    )
 
 
 def silence_stdout():
@@ -473,17 +502,30 @@ def check_memory_early(n_samples, dtype):
     check_dense_memory(n_samples, dtype, 3)
 
 
-def run_fit(args):
-    """Run ``fastap fit``; raises CommandError, MemoryError or ValueError."""
+def check_option_conflicts(args):
+    """Options that contradict each other: a :class:`UsageError` (exit 2)
+    before anything is read. Returns the affinity the options give."""
     affinity = args.affinity or ("precomputed" if args.precomputed else "euclidean")
     if args.precomputed and affinity != "precomputed":
-        raise CommandError(f"--precomputed and --affinity {affinity} contradict each other")
+        raise UsageError(f"--precomputed and --affinity {affinity} contradict each other "
+                         "(--precomputed is --affinity precomputed)")
     if args.n_neighbors is not None and affinity != "nearest_neighbors":
-        raise CommandError("--n-neighbors applies to --affinity nearest_neighbors only")
+        raise UsageError("--n-neighbors applies to --affinity nearest_neighbors only")
+    if args.preference is not None and args.preference_quantile is not None:
+        raise UsageError("--preference and --preference-quantile both set the preference: "
+                         "give one")
+    return affinity
+
+
+def run_fit(args):
+    """Run ``fastap fit``; raises CommandError, MemoryError or ValueError."""
+    affinity = check_option_conflicts(args)
     if args.plot:
         _check_plot_possible(args.plot)
     precomputed = affinity == "precomputed"
     read, data, dtype, copy = _fit_input(args, precomputed)
+    if args.affinity is None and not precomputed:
+        warn_if_looks_like_similarities(args.data, data)
     labels_path = args.labels_out or _default_labels_path(args.data)
     _check_output_folders(
         (("labels", labels_path), ("--summary-out", args.summary_out), ("--plot", args.plot))
@@ -493,7 +535,7 @@ def run_fit(args):
     outcome = _non_convergence_report(estimator, changes, args)
     labels = np.asarray(estimator.labels_, dtype=np.int64)
     exemplars = np.asarray(estimator.cluster_centers_indices_, dtype=np.int64)
-    labels_written = _write_labels(labels, exemplars, labels_path)
+    labels_written = _write_labels(labels, exemplars, labels_path, read.row_names)
     if args.plot:
         _draw(args.plot, data, estimator, precomputed, read.feature_names)
     summary = _summary(args, read, data, dtype, estimator, affinity, outcome, elapsed,
@@ -507,15 +549,11 @@ def _fit_input(args, precomputed):
     whether the estimator must copy it."""
     read = read_data(
         args.data, key=args.key, delimiter=args.delimiter, index_col=args.index_col,
-        columns=args.columns, mmap=precomputed,
+        columns=args.columns, mmap=precomputed, header=args.header,
     )
     data = read.values
-    if read.index_column is not None:
-        print(
-            f"fastap fit: note: {read.index_column} (unnamed, 0 to {data.shape[0] - 1}) is the "
-            "row index, not a feature (--index-col none: use it as a feature)",
-            file=sys.stderr,
-        )
+    for note in read.notes:
+        print(f"fastap fit: note: {note}", file=sys.stderr)
     dtype = _fit_dtype(data, args.dtype)
     if not precomputed:
         return read, np.asarray(data, dtype=dtype), dtype, True
@@ -533,6 +571,28 @@ def _fit_input(args, precomputed):
         data = np.ascontiguousarray(data, dtype=dtype)
     ours = converted or (not isinstance(data, np.memmap) and data.flags.writeable)
     return read, data, dtype, not ours
+
+
+def warn_if_looks_like_similarities(path, X):
+    """Warn when features (no --precomputed, no --affinity) are a square
+    symmetric matrix, which a similarity matrix usually is: the check and
+    the words of :func:`fastap.preference_range`'s warning, in options."""
+    n_samples, n_features = X.shape
+    if n_samples != n_features or n_samples < 3:
+        return
+    # Blocks of rows against the same columns: no N x N temporary (np.allclose
+    # on X and X.T would allocate two), and a feature matrix usually differs
+    # from its transpose in the first block.
+    rows = max(1, (1 << 22) // n_samples)
+    for start in range(0, n_samples, rows):
+        if not np.allclose(X[start : start + rows], X[:, start : start + rows].T):
+            return
+    print(
+        f"fastap fit: warning: {path} is a square symmetric matrix and no --affinity: it is "
+        "treated as features (--affinity euclidean). If it holds similarities, pass "
+        "--precomputed; pass --affinity euclidean to silence this warning.",
+        file=sys.stderr,
+    )
 
 
 def _check_output_folders(outputs):

@@ -45,6 +45,7 @@ def test_bad_option_is_one_line_error_and_nonzero_exit():
 
 import json  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -232,7 +233,7 @@ BAD_INPUTS = {
         "{d}/x.txt: unsupported file type '.txt'; use .csv, .npy or .npz",
     ),
     "not numbers": (
-        lambda d: write(d / "x.csv", "a,b\n1,x\n"), [],
+        lambda d: write(d / "x.csv", "a,b\n1,x\n2,3\n"), [],
         '{d}/x.csv, row 2, column "b": "x" is not a number',
     ),
     "empty file": (lambda d: write(d / "x.csv", ""), [], "{d}/x.csv: no data"),
@@ -306,10 +307,6 @@ BAD_INPUTS = {
         ["--key", "b"],
         "{d}/x.npz has no array 'b' (it has: a)",
     ),
-    "key for a csv": (
-        lambda d: write(d / "x.csv", "1,2\n3,4\n9,9\n"), ["--key", "S"],
-        "--key chooses an array in a .npz file; a .csv file has none",
-    ),
     "unknown column": (
         lambda d: write(d / "x.csv", "x,y\n1,2\n3,4\n"), ["--columns", "z"],
         '--columns: {d}/x.csv has no column "z" (it has: "x", "y")',
@@ -317,14 +314,6 @@ BAD_INPUTS = {
     "column number out of range": (
         lambda d: write(d / "x.csv", "1,2\n3,4\n"), ["--columns", "3"],
         "--columns 3: {d}/x.csv has 2 columns (numbered from 1)",
-    ),
-    "delimiter for a .npy": (
-        lambda d: write(d / "x.npy", np.zeros((3, 2))), ["--delimiter", ";"],
-        "--delimiter applies to .csv files only",
-    ),
-    "n_neighbors without its affinity": (
-        lambda d: write(d / "x.csv", "1,2\n3,4\n9,9\n"), ["--n-neighbors", "5"],
-        "--n-neighbors applies to --affinity nearest_neighbors only",
     ),
     "plot not png": (
         lambda d: write(d / "x.csv", "1,2\n3,4\n9,9\n"), ["--plot", "x.jpg"],
@@ -601,10 +590,7 @@ def test_fit_n_clusters_and_preference_quantile(tmp_path, blobs, capsys):
     expected = fastap.AffinityPropagation(preference_quantile=0.0, random_state=0).fit(blobs)
     assert summary["preference_used"] == pytest.approx(float(expected.preference_))
     assert summary["exemplars"] == expected.cluster_centers_indices_.tolist()
-    # Both at once is the estimator's error, on one line.
-    assert main(["fit", str(data), "--preference", "-5", "--preference-quantile", "0.1"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("fastap fit: error: ") and err.count("\n") == 1
+    # Both at once is a usage error (see test_fit_conflicting_options_are_usage_errors).
 
 
 # Found in review: inputs that are valid CSV after all, damaged archives,
@@ -869,13 +855,41 @@ def test_same_partition_ignores_the_cluster_numbers():
         assert (adjusted_rand_score(a, b) == 1.0) is same  # the reference
 
 
-def test_demo_says_when_the_machine_is_busy(monkeypatch, capsys):
+def demo_times(out):
+    """The fit times of the demo's table, by implementation."""
+    return {line.split()[0]: float(line.split()[1].rstrip("s")) for line in out.splitlines()
+            if line.startswith(("fastap ", "scikit-learn "))}
+
+
+def test_demo_on_a_busy_machine_gives_the_times_but_no_speedup(monkeypatch, capsys):
+    # Issue 18: "Speed-up: 0.1x" on a busy machine compared the load, not
+    # the libraries.
     monkeypatch.setattr(_cli, "machine_load", lambda: (3.0, 2, True))
     assert main(["demo", "--n-samples", "200"]) == 0
     out = capsys.readouterr().out
     assert "Machine load before timing: 3.0 of 2 cores in use (busy: other processes are using " \
         "the cores)" in out
-    assert "x (on a busy machine: 3.0 of 2 cores in use); same clusters as scikit-learn: " in out
+    assert set(demo_times(out)) == {"fastap", "scikit-learn"}  # both times still shown
+    speedup = [line for line in out.splitlines() if line.startswith("Speed-up")]
+    assert speedup == [
+        "Speed-up: not given: other processes were using 3.0 of the 2 cores, which slows "
+        "fastap's parallel fit more than scikit-learn's serial one, so the ratio of the two "
+        "times above would mislead (rerun on a quiet machine)"
+    ]
+    assert "same clusters as scikit-learn: yes (adjusted Rand index 1.000)" in out
+
+
+def test_demo_on_a_quiet_machine_gives_the_ratio_of_its_times(monkeypatch, capsys):
+    monkeypatch.setattr(_cli, "machine_load", lambda: (0.1, 2, False))
+    assert main(["demo", "--n-samples", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "Machine load before timing: 0.1 of 2 cores in use (quiet)" in out
+    assert set(demo_times(out)) == {"fastap", "scikit-learn"}
+    speedup = [line for line in out.splitlines() if line.startswith("Speed-up")]
+    assert len(speedup) == 1 and re.fullmatch(r"Speed-up: [0-9]+\.[0-9]x", speedup[0])
+    # The ratio is scikit-learn's time over fastap's; busy or not decides alone.
+    assert _cli.speedup_words(3.0, 0.5, 0.1, 2, False) == "Speed-up: 6.0x"
+    assert _cli.speedup_words(3.0, 0.5, 1.5, 2, True).startswith("Speed-up: not given: ")
 
 
 def test_demo_float32_compares_partitions(capsys):
@@ -894,7 +908,302 @@ def test_demo_with_nearest_neighbors(capsys):
 
 
 def test_demo_n_neighbors_needs_its_affinity(capsys):
-    assert main(["demo", "--n-neighbors", "5"]) == 1
+    assert main(["demo", "--n-neighbors", "5"]) == 2  # a usage error, as argparse's
     assert capsys.readouterr().err == (
-        "fastap demo: error: --n-neighbors applies to --affinity nearest_neighbors only\n"
+        "fastap demo: error: --n-neighbors applies to --affinity nearest_neighbors only "
+        "(see fastap demo --help)\n"
     )
+
+
+# --------------------------------------------------------------------------
+# Issue 18: CSV files as pandas writes them, usage errors, square features.
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fit_file(capsys):
+    """``fit_file(path, *options)``: ``(summary, stderr, labels file text)``
+    of ``fastap fit path``."""
+
+    def fit(path, *options):
+        labels = f"{path}.labels"
+        assert main(["fit", str(path), "--no-progress", "--labels-out", labels, *options]) == 0
+        captured = capsys.readouterr()
+        with open(labels) as file:
+            return json.loads(captured.out), captured.err, file.read()
+
+    return fit
+
+
+INDEX_NOTE = (
+    "fastap fit: note: column 1 (unnamed, 0 to 119) is the row index, not a feature "
+    "(--index-col none: use it as a feature)\n"
+)
+HEADER_NOTE = (
+    'fastap fit: note: the first line ("0,1") is taken as a header (pandas\' default column '
+    "names), not a sample (--no-header: read it as one)\n"
+)
+IDS = [f"id{i}" for i in range(120)]
+
+PANDAS_FILES = {
+    # case: (write the frame, features, index column, the notes, row names)
+    "to_csv()": (lambda f, p: f.to_csv(p), ["0", "1"], "column 1", INDEX_NOTE, None),
+    "to_csv(index=False)": (lambda f, p: f.to_csv(p, index=False), ["0", "1"], None,
+                            HEADER_NOTE, None),
+    "to_csv(header=False)": (lambda f, p: f.to_csv(p, header=False), None, "column 1",
+                             INDEX_NOTE, None),
+    "to_csv(index=False, header=False)": (
+        lambda f, p: f.to_csv(p, index=False, header=False), None, None, "", None
+    ),
+    "named columns": (
+        lambda f, p: f.rename(columns={0: "x", 1: "y"}).to_csv(p, index=False), ["x", "y"],
+        None, "", None,
+    ),
+    "named columns and index": (
+        lambda f, p: f.rename(columns={0: "x", 1: "y"}).to_csv(p), ["x", "y"], "column 1",
+        INDEX_NOTE, None,
+    ),
+    "string ids, named": (
+        lambda f, p: f.set_axis(pd_index(IDS, "name")).to_csv(p), ["0", "1"], 'column "name"',
+        'fastap fit: note: the first line ("name,0,1") is taken as a header (pandas\' default '
+        "column names), not a sample (--no-header: read it as one)\n"
+        'fastap fit: note: column "name" holds row names (e.g. "id0"), not numbers: it is the '
+        "row index, not a feature\n", IDS,
+    ),
+    "string ids, named, named columns": (
+        lambda f, p: f.set_axis(pd_index(IDS, "name")).set_axis(["x", "y"], axis=1).to_csv(p),
+        ["x", "y"], 'column "name"',
+        'fastap fit: note: column "name" holds row names (e.g. "id0"), not numbers: it is the '
+        "row index, not a feature\n", IDS,
+    ),
+    "string ids, unnamed": (
+        lambda f, p: f.set_axis(pd_index(IDS)).to_csv(p), ["0", "1"], "column 1",
+        'fastap fit: note: column 1 holds row names (e.g. "id0"), not numbers: it is the row '
+        "index, not a feature\n", IDS,
+    ),
+    "string ids, no header": (
+        lambda f, p: f.set_axis(pd_index(IDS)).to_csv(p, header=False), None, "column 1",
+        'fastap fit: note: column 1 holds row names (e.g. "id0"), not numbers: it is the row '
+        "index, not a feature\n", IDS,
+    ),
+    "an index that is not 0..n-1": (
+        lambda f, p: f.set_axis(pd_index(range(1000, 1120))).to_csv(p), ["0", "1"],
+        "column 1",
+        'fastap fit: note: column 1 (unnamed, e.g. "1000") is the row index, not a feature '
+        "(--index-col none: use it as a feature)\n", [str(i) for i in range(1000, 1120)],
+    ),
+}
+
+
+def pd_index(values, name=None):
+    import pandas as pd
+
+    return pd.Index(list(values), name=name)
+
+
+@pytest.mark.parametrize("case", list(PANDAS_FILES))
+def test_fit_reads_csv_files_as_pandas_writes_them(tmp_path, blobs, fit_file, case):
+    # Issue 18: a header of pandas' column names (0,1) was not seen: a sample
+    # too many (every label shifted) or "row 1, column 1: empty".
+    pd = pytest.importorskip("pandas")
+    write_frame, features, index_column, notes, row_names = PANDAS_FILES[case]
+    path = tmp_path / "points.csv"
+    write_frame(pd.DataFrame(blobs), path)
+    summary, err, labels_text = fit_file(path)
+    assert summary["n_samples"] == len(blobs) and summary["n_features"] == 2
+    assert summary["features"] == features and summary["index_column"] == index_column
+    assert err == notes
+    expected = fastap.AffinityPropagation(random_state=0).fit(blobs)
+    assert summary["exemplars"] == expected.cluster_centers_indices_.tolist()
+    # The labels file: the row names when the file has them, else 0..n-1;
+    # the exemplar is named the same way.
+    lines = labels_text.splitlines()
+    assert lines[0] == "sample,label,exemplar" and len(lines) == len(blobs) + 1
+    names = row_names or [str(i) for i in range(len(blobs))]
+    exemplars = expected.cluster_centers_indices_[expected.labels_]
+    assert lines[1:] == [f"{names[i]},{label},{names[exemplars[i]]}"
+                         for i, label in enumerate(expected.labels_)]
+    # pandas reads it back aligned with the data's own index.
+    if index_column is not None:
+        back = pd.read_csv(path, index_col=0, header=0 if features else None)
+        labels = pd.read_csv(f"{path}.labels", index_col=0)
+        assert [str(name) for name in labels.index] == [str(name) for name in back.index]
+
+
+def test_fit_header_options_decide_what_detection_cannot(tmp_path, blobs, fit_file):
+    # Column names that are decimals (wavelengths) look like a sample.
+    path = tmp_path / "spectra.csv"
+    np.savetxt(path, blobs, delimiter=",", header="0.5,1.5", comments="")
+    summary, _, _ = fit_file(path)
+    assert summary["n_samples"] == len(blobs) + 1 and summary["features"] is None
+    summary, err, _ = fit_file(path, "--header")
+    assert summary["n_samples"] == len(blobs) and summary["features"] == ["0.5", "1.5"]
+    assert err == ""
+    expected = fastap.AffinityPropagation(random_state=0).fit(blobs)
+    assert summary["exemplars"] == expected.cluster_centers_indices_.tolist()
+
+    # Integer samples whose first one happens to be 0,1: taken for pandas'
+    # names, with a note; --no-header reads it as the sample it is.
+    integers = np.vstack([[0, 1], np.rint(blobs * 3)]).astype(np.int64)
+    path = tmp_path / "counts.csv"
+    np.savetxt(path, integers, fmt="%d", delimiter=",")
+    summary, err, _ = fit_file(path)
+    assert summary["n_samples"] == len(integers) - 1 and err == HEADER_NOTE
+    summary, err, labels_text = fit_file(path, "--no-header")
+    assert summary["n_samples"] == len(integers) and err == ""
+    expected = fastap.AffinityPropagation(random_state=0).fit(integers)
+    assert summary["exemplars"] == expected.cluster_centers_indices_.tolist()
+    assert len(labels_text.splitlines()) == len(integers) + 1
+
+    # Integers above decimals: a header (csv.Sniffer's type comparison).
+    path = tmp_path / "thresholds.csv"
+    np.savetxt(path, blobs, delimiter=",", header="10,20", comments="")
+    summary, err, _ = fit_file(path)
+    assert summary["n_samples"] == len(blobs) and summary["features"] == ["10", "20"]
+    assert err == (
+        'fastap fit: note: the first line ("10,20") is taken as a header (integers above '
+        "columns of decimals), not a sample (--no-header: read it as one)\n"
+    )
+
+
+def test_fit_index_col_with_pandas_numeric_header(tmp_path, blobs, fit_file):
+    pd = pytest.importorskip("pandas")
+    path = tmp_path / "points.csv"
+    pd.DataFrame(blobs).to_csv(path)
+    summary, err, _ = fit_file(path, "--index-col", "1")  # read 121 samples before
+    assert summary["n_samples"] == len(blobs) and summary["features"] == ["0", "1"]
+    assert err == ""
+
+
+def test_fit_text_column_error_points_at_index_col(tmp_path, blobs, capsys):
+    # A column of categories (repeated texts) is not taken as row names, but
+    # the error says how to leave it out.
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(blobs, columns=["x", "y"])
+    frame.insert(0, "kind", ["a", "b"] * (len(blobs) // 2))
+    path = tmp_path / "kinds.csv"
+    frame.to_csv(path, index=False)
+    assert main(["fit", str(path), "--no-progress"]) == 1
+    assert capsys.readouterr().err == (
+        f'fastap fit: error: {path}, row 2, column "kind": "a" is not a number (a column of '
+        'names, not a feature? --index-col "kind" takes it as the row names; --columns '
+        "chooses the features)\n"
+    )
+    assert main(["fit", str(path), "--index-col", "kind", "--no-progress",
+                 "--labels-out", str(tmp_path / "l.csv")]) == 0
+    assert json.loads(capsys.readouterr().out)["n_samples"] == len(blobs)
+    # A typo among numbers gets no such hint.
+    path = tmp_path / "typo.csv"
+    path.write_text("x,y\n1,2\n3,4\n5,y6\n")
+    assert main(["fit", str(path), "--no-progress"]) == 1
+    assert capsys.readouterr().err == (
+        f'fastap fit: error: {path}, row 4, column "y": "y6" is not a number\n'
+    )
+
+
+USAGE_ERRORS = {
+    # case: (the file, options, the message); exit code 2 as argparse's.
+    "precomputed and another affinity": (
+        "x.csv", ["--precomputed", "--affinity", "cosine"],
+        "--precomputed and --affinity cosine contradict each other (--precomputed is "
+        "--affinity precomputed)",
+    ),
+    "n_neighbors without its affinity": (
+        "x.csv", ["--n-neighbors", "5"],
+        "--n-neighbors applies to --affinity nearest_neighbors only",
+    ),
+    "preference and its quantile": (
+        "x.csv", ["--preference", "-5", "--preference-quantile", "0.1"],
+        "--preference and --preference-quantile both set the preference: give one",
+    ),
+    "header and no header": (
+        "x.csv", ["--header", "--no-header"],
+        "argument --no-header: not allowed with argument --header",
+    ),
+    "key for a csv": (
+        "x.csv", ["--key", "S"], "--key chooses an array in a .npz file; a .csv file has none",
+    ),
+    "delimiter for a .npy": ("x.npy", ["--delimiter", ";"],
+                             "--delimiter applies to .csv files only"),
+    "index-col for a .npy": ("x.npy", ["--index-col", "1"],
+                             "--index-col applies to .csv files only"),
+    "header for a .npy": ("x.npy", ["--header"], "--header applies to .csv files only"),
+    "index column chosen as a feature": (
+        "x.csv", ["--index-col", "1", "--columns", "1,2"],
+        "column 1 is the row index, not a feature (--index-col none to use it)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(USAGE_ERRORS))
+def test_fit_conflicting_options_are_usage_errors(tmp_path, capsys, case):
+    # Issue 18: these exited with 1, as a failed fit does.
+    name, options, message = USAGE_ERRORS[case]
+    path = write(tmp_path / name, "1,2\n3,4\n9,9\n" if name.endswith(".csv") else np.eye(3, 2))
+    try:
+        code = main(["fit", path, "--no-progress", *options])
+    except SystemExit as raised:  # argparse's own
+        code = raised.code
+    assert code == 2
+    assert capsys.readouterr().err == f"fastap fit: error: {message} (see fastap fit --help)\n"
+
+
+SQUARE_WARNING = (
+    "fastap fit: warning: {path} is a square symmetric matrix and no --affinity: it is "
+    "treated as features (--affinity euclidean). If it holds similarities, pass "
+    "--precomputed; pass --affinity euclidean to silence this warning.\n"
+)
+
+
+def test_fit_square_symmetric_npy_without_precomputed_warns(tmp_path, blobs, capsys):
+    # Issue 18: treated as features silently; preference_range warns.
+    S = similarities(blobs)
+    path = tmp_path / "sim.npy"
+    np.save(path, S)
+    labels = ["--labels-out", str(tmp_path / "l.csv"), "--no-progress"]
+    assert main(["fit", str(path), *labels]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == SQUARE_WARNING.format(path=path)
+    assert json.loads(captured.out)["n_features"] == len(blobs)  # features, as before
+    # The library's own warning, for the same matrix: the same advice.
+    with pytest.warns(UserWarning, match="square symmetric matrix and no affinity"):
+        fastap.preference_range(S)
+    # Silenced by naming the affinity; no warning where it is not symmetric
+    # (a symmetric matrix larger than the check's block of rows still is).
+    for options, data in (
+        (["--affinity", "euclidean"], S),
+        ([], S + np.triu(np.ones_like(S))),
+        (["--precomputed"], S),
+    ):
+        np.save(path, data)
+        assert main(["fit", str(path), *labels, *options]) == 0
+        assert capsys.readouterr().err == ""
+
+
+def test_square_symmetric_check_reads_every_block(monkeypatch, capsys):
+    # The check compares blocks of rows (1997 of 2100 here); a pair that
+    # only the last block holds counts.
+    X = np.zeros((2100, 2100))
+    X[-1, -2] = 1.0
+    _cli_fit.warn_if_looks_like_similarities("x.npy", X)
+    assert capsys.readouterr().err == ""
+    X[-2, -1] = 1.0
+    _cli_fit.warn_if_looks_like_similarities("x.npy", X)
+    assert capsys.readouterr().err == SQUARE_WARNING.format(path="x.npy")
+
+
+@pytest.mark.parametrize("command", ["demo", "fit", "info", "warmup"])
+def test_every_subcommand_help_has_a_description(command, capsys):
+    # Issue 18: `fastap demo --help` had no description.
+    import argparse
+
+    commands = next(action for action in _cli._parser()._actions
+                    if isinstance(action, argparse._SubParsersAction))
+    assert sorted(commands.choices) == ["demo", "fit", "info", "warmup"]
+    description = commands.choices[command].description
+    assert description and len(description.split()) >= 12
+    with pytest.raises(SystemExit) as raised:
+        main([command, "--help"])
+    assert raised.value.code == 0
+    # (argparse wraps the lines, also at hyphens: compare without the spaces)
+    assert "".join(description.split()) in "".join(capsys.readouterr().out.split())

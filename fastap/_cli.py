@@ -175,7 +175,7 @@ def demo(n_samples, dtype, compare, n_jobs, affinity="euclidean", n_neighbors=No
         same = same_partition(ours.labels_, theirs.labels_)
         ari = adjusted_rand_score(ours.labels_, theirs.labels_)
         print(f"\n{speedup_words(rows[1][1], rows[0][1], load, n_cores, busy)}")
-        print(f"same clusters as scikit-learn: {'yes' if same else 'no'} "
+        print(f"Same clusters as scikit-learn: {'yes' if same else 'no'} "
               f"(adjusted Rand index {ari:.3f})")
     print(f"Peak memory of this process: {_peak_rss_mib():.0f} MiB")
     return 0

@@ -10,7 +10,7 @@ def test_demo_runs_and_compares_with_sklearn(capsys):
     assert main(["demo", "--n-samples", "300"]) == 0
     out = capsys.readouterr().out
     assert "fastap" in out and "scikit-learn" in out
-    assert "same clusters as scikit-learn: yes (adjusted Rand index 1.000)" in out
+    assert "Same clusters as scikit-learn: yes (adjusted Rand index 1.000)" in out
     assert "Machine load before timing: " in out and "(fit time: the best of the runs)" in out
 
 
@@ -876,7 +876,7 @@ def test_demo_on_a_busy_machine_gives_the_times_but_no_speedup(monkeypatch, caps
         "fastap's parallel fit more than scikit-learn's serial one, so the ratio of the two "
         "times above would mislead (rerun on a quiet machine)"
     ]
-    assert "same clusters as scikit-learn: yes (adjusted Rand index 1.000)" in out
+    assert "Same clusters as scikit-learn: yes (adjusted Rand index 1.000)" in out
 
 
 def test_demo_on_a_quiet_machine_gives_the_ratio_of_its_times(monkeypatch, capsys):
@@ -896,7 +896,7 @@ def test_demo_float32_compares_partitions(capsys):
     assert main(["demo", "--n-samples", "300", "--dtype", "float32"]) == 0
     out = capsys.readouterr().out
     assert "identical labels" not in out
-    assert "same clusters as scikit-learn: yes (adjusted Rand index 1.000)" in out
+    assert "Same clusters as scikit-learn: yes (adjusted Rand index 1.000)" in out
 
 
 def test_demo_with_nearest_neighbors(capsys):

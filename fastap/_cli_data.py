@@ -243,7 +243,8 @@ def _read_csv(path, delimiter, delimiter_given, index_col, columns, header):
         names = [str(name) for name in frame.columns]
     n_columns = frame.shape[1]
     if frame.shape[0] == 0:
-        raise CommandError(f"{path}: no data (only a header)")
+        guessed = "; --no-header reads it as a sample" if notes else ""
+        raise CommandError(f"{path}: no data (only a header{guessed})")
 
     def column_name(j):
         return f'column "{names[j]}"' if names and names[j] else f"column {j + 1}"

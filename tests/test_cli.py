@@ -240,6 +240,10 @@ BAD_INPUTS = {
     "only a header": (
         lambda d: write(d / "x.csv", "x,y\n"), [], "{d}/x.csv: no data (only a header)"
     ),
+    "only a line like pandas' header": (
+        lambda d: write(d / "x.csv", "0,1\n"), [],
+        "{d}/x.csv: no data (only a header; --no-header reads it as a sample)",
+    ),
     "short row": (
         lambda d: write(d / "x.csv", "1,2\n3\n"), [],
         "{d}/x.csv, row 2: 1 field, the first row has 2",

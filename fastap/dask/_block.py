@@ -116,8 +116,9 @@ class RowBlock(MessageBlock):
         refused before allocating when it would not fit in 80% of it (Dask
         pauses a worker there; the blocks are unmanaged memory to Dask).
     S_rows : ndarray (last_row - first_row, n_samples) or None
-        The block's rows of a precomputed ``S`` (copied), or None to set
-        them later (:meth:`set_similarities`, :meth:`compute_similarities`).
+        The block's rows of a precomputed ``S`` (copied; checked by
+        :meth:`check_similarities`, not here), or None to set them later
+        (:meth:`set_similarities`, :meth:`compute_similarities`).
     """
 
     def __init__(self, n_samples, first_row, last_row, dtype, n_threads=1, memory_limit=None,
@@ -148,7 +149,7 @@ class RowBlock(MessageBlock):
         )
         self._plan_units()
         if S_rows is not None:
-            self.set_similarities(S_rows)
+            self._take_similarities(S_rows)
 
     def _plan_units(self):
         """Cut the block's rows into units of work for the pass and decide
@@ -186,13 +187,27 @@ class RowBlock(MessageBlock):
 
     def set_similarities(self, S_rows):
         """Take a copy of the block's rows of a precomputed ``S`` (the
-        caller's array is never modified)."""
+        caller's array is never modified) and check them."""
+        self._take_similarities(S_rows)
+        return self.check_similarities()
+
+    def _take_similarities(self, S_rows):
         S_rows = np.asarray(S_rows)
         expected = (self.last_row - self.first_row, self.n_samples)
         if S_rows.shape != expected:
             raise ValueError(f"Block rows of shape {S_rows.shape}, expected {expected}.")
         self.S = np.array(S_rows, dtype=self.dtype, order="C", copy=True)
+
+    def check_similarities(self):
+        """Refuse NaN and infinity (dropping the rows at once).
+
+        A method call, not the constructor's: a Dask task that raises (the
+        actor's construction) leaves its exception, its arguments and the
+        block in a reference cycle on the worker until the worker's garbage
+        collector runs; a method's error goes back without one.
+        """
         if not np.all(np.isfinite(self.S)):
+            self.S = None
             raise ValueError("The similarities contain NaN or infinity.")
         return True
 

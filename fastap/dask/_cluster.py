@@ -70,9 +70,15 @@ class ActorBlocks:
     def __init__(self, client, actor_futures, bounds, timeout=None):
         self.client = client
         self.actor_futures = list(actor_futures)
-        self.actors = [future.result() for future in self.actor_futures]
+        self.actors = []
         self.bounds = bounds
         self.timeout = timeout
+        try:
+            for future in self.actor_futures:
+                self.actors.append(future.result())
+        except BaseException:  # a refused block, a lost worker, Ctrl-C: none stays
+            self.close()
+            raise
 
     def __len__(self):
         return len(self.actors)
@@ -88,9 +94,23 @@ class ActorBlocks:
         return [future.result() for future in futures]
 
     def close(self):
-        """Let the actors go (their blocks are freed on the workers)."""
+        """Let the actors go: their blocks are freed on the workers now.
+
+        Each actor proxy holds a future of its own on the actor's key, and
+        every method call leaves the proxy in a reference cycle
+        (distributed's ``run_actor_function_on_worker`` closure refers to
+        itself), so the proxies live until Python's cyclic garbage
+        collector runs, and the blocks with them (a few fits in a row
+        exhausted the workers' memory). Releasing both futures explicitly
+        frees the blocks whatever still refers to the proxies.
+        """
         for future in self.actor_futures:
             future.release()
+        for actor in self.actors:
+            # vars(): Actor.__getattr__ would turn a missing name into a call.
+            proxy_future = vars(actor).get("_future")
+            if proxy_future is not None:
+                proxy_future.release()
         self.actor_futures = []
         self.actors = []
 
@@ -152,9 +172,5 @@ def start_blocks(client, bounds, dtype, workers=None, row_chunks=None, timeout=N
                 actor=True, workers=[worker], allow_other_workers=False, pure=False, **options,
             )
         )
-    try:
-        return ActorBlocks(client, futures, bounds, timeout)
-    except MemoryError:
-        for future in futures:
-            future.release()
-        raise
+    # ActorBlocks releases every future when one block fails to start.
+    return ActorBlocks(client, futures, bounds, timeout)

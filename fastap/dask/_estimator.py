@@ -44,6 +44,18 @@ _SKLEARN_NOISE_MESSAGE = (
 )
 
 
+def _fill(blocks, method, arguments_of_block):
+    """Call ``method(*arguments_of_block(p))`` on every block; on any
+    failure (Ctrl-C included) the blocks are released before it propagates."""
+    try:
+        blocks.results([
+            blocks.call(p, method, *arguments_of_block(p)) for p in range(len(blocks))
+        ])
+    except BaseException:
+        blocks.close()
+        raise
+
+
 def _is_dask_array(X):
     try:
         import dask.array as da
@@ -148,7 +160,10 @@ responsibility_, availability_, membership_confidence_
     two gathered N x N message matrices with ``keep_messages`` or
     ``warm_start``). On a sparse graph: about ``3 * itemsize + 8`` bytes per
     stored pair of the worker's blocks, and the whole graph on the client
-    during ``fit``.
+    during ``fit``. The blocks are released when ``fit`` returns or raises
+    (Ctrl-C included), not when Python's garbage collector next runs, so
+    fits in a row (a new preference in a notebook) need no more memory on
+    the workers than one fit.
 
     Not available on Dask: ``noise="sklearn"`` (one serial stream over N x N
     values), sparse features and dask arrays of sparse chunks, and
@@ -363,20 +378,14 @@ responsibility_, availability_, membership_confidence_
             dtype = similarity_dtype(S.dtype)
             bounds = self._bounds(S.shape[0], client)
             blocks = start_blocks(client, bounds, dtype, timeout=self.timeout)
-            blocks.results([
-                blocks.call(p, "set_similarities", S[bounds[p]:bounds[p + 1]])
-                for p in range(len(blocks))
-            ])
+            _fill(blocks, "set_similarities", lambda p: (S[bounds[p]:bounds[p + 1]],))
             return blocks, bounds, dtype, None
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         dtype = similarity_dtype(X.dtype)
         bounds = self._bounds(X.shape[0], client)
         blocks = start_blocks(client, bounds, dtype, timeout=self.timeout)
         features = np.asarray(X, dtype=np.float64)
-        blocks.results([
-            blocks.call(p, "compute_similarities", features, self.affinity)
-            for p in range(len(blocks))
-        ])
+        _fill(blocks, "compute_similarities", lambda p: (features, self.affinity))
         return blocks, bounds, dtype, X
 
     def _bounds(self, n_samples, client):
@@ -385,7 +394,7 @@ responsibility_, availability_, membership_confidence_
 
     def _start_from_dask_similarities(self, client, S):
         from dask.core import flatten
-        from distributed import Future, wait
+        from distributed import Future, futures_of, wait
 
         check_square(S.shape)
         if S.ndim != 2 or S.shape[0] == 0:
@@ -400,13 +409,20 @@ responsibility_, availability_, membership_confidence_
             bounds = np.r_[0, np.cumsum(S.chunks[0])].astype(np.int64)
         S = client.persist(S)
         futures = [Future(key, client) for key in flatten(S.__dask_keys__())]
-        wait(futures, timeout=self.timeout)
-        who_has = client.who_has(futures)
-        workers = [sorted(who_has[future.key])[0] for future in futures]
-        self.n_features_in_ = n_samples
-        blocks = start_blocks(
-            client, bounds, dtype, workers=workers, row_chunks=futures, timeout=self.timeout
-        )
+        try:
+            wait(futures, timeout=self.timeout)
+            who_has = client.who_has(futures)
+            workers = [sorted(who_has[future.key])[0] for future in futures]
+            self.n_features_in_ = n_samples
+            blocks = start_blocks(
+                client, bounds, dtype, workers=workers, row_chunks=futures, timeout=self.timeout
+            )
+            _fill(blocks, "check_similarities", lambda p: ())
+        finally:
+            # The blocks hold copies of their rows: the persisted chunks go
+            # now, even while a traceback still refers to S (an error).
+            for future in [*futures_of(S), *futures]:
+                future.release()
         return blocks, bounds, dtype, None
 
     def _start_from_sparse_graph(self, client, X):
@@ -423,17 +439,10 @@ responsibility_, availability_, membership_confidence_
             client, bounds, data.dtype, timeout=self.timeout, block_class=SparseRowBlock,
             block_options=[{"n_pairs": int(n_pairs)} for n_pairs in pairs],
         )
-        try:
-            blocks.results([
-                blocks.call(
-                    p, "set_graph", indptr[bounds[p]:bounds[p + 1] + 1] - starts[p],
-                    indices[starts[p]:starts[p + 1]], data[starts[p]:starts[p + 1]],
-                )
-                for p in range(len(blocks))
-            ])
-        except BaseException:
-            blocks.close()
-            raise
+        _fill(blocks, "set_graph", lambda p: (
+            indptr[bounds[p]:bounds[p + 1] + 1] - starts[p],
+            indices[starts[p]:starts[p + 1]], data[starts[p]:starts[p + 1]],
+        ))
         return blocks, bounds, data.dtype, None
 
     def _preference_on(self, blocks, bounds, dtype, graph=False):

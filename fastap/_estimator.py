@@ -100,8 +100,10 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         degeneracies. Use an int for reproducible results.
 
     n_jobs : int, default=None
-        Threads for the fit. None keeps Numba's current thread count (all
-        cores by default), -1 means all cores, -2 all but one. Results do
+        Threads for the fit, with joblib's conventions for numbers: -1 means
+        all cores, -2 all but one, ``-k`` all but ``k - 1`` (at least one);
+        0 is an error. Unlike scikit-learn, where None means one job, None
+        keeps Numba's current thread count: all cores by default. Results do
         not depend on it. The previous thread count is restored after the fit.
 
     preference_quantile : float in [0, 1], default=None

@@ -14,19 +14,26 @@ import numpy as np
 
 
 def resolve_n_threads(n_jobs):
-    """Number of Numba threads for ``n_jobs`` (joblib's conventions).
+    """Number of Numba threads for ``n_jobs`` (joblib's ``effective_n_jobs``).
 
-    ``None`` keeps Numba's current setting (all cores unless changed with
-    ``numba.set_num_threads`` or ``NUMBA_NUM_THREADS``); ``-1`` means all
-    cores, ``-2`` all but one, and so on; positive values are capped at the
-    number of cores Numba was started with.
+    As joblib: ``-1`` means all cores, ``-2`` all but one, ``-k`` all but
+    ``k - 1``, at least one (``-100`` on 8 cores: 1); ``0`` is an error.
+    Positive values are capped at the number of threads Numba was started
+    with (``NUMBA_NUM_THREADS``, the cores by default). Unlike joblib and
+    scikit-learn, where ``None`` means one job, ``None`` keeps Numba's
+    current setting: all cores unless changed with ``numba.set_num_threads``.
     """
     available = numba.config.NUMBA_NUM_THREADS
     if n_jobs is None:
         return numba.get_num_threads()
+    if n_jobs == 0:
+        raise ValueError(
+            "n_jobs=0 has no meaning (as in joblib and scikit-learn): pass a number of "
+            "threads, -1 for all cores, -2 for all but one, or None (all cores)."
+        )
     if n_jobs < 0:
         return max(1, available + 1 + n_jobs)
-    return max(1, min(n_jobs, available))
+    return min(n_jobs, available)
 
 
 @contextlib.contextmanager

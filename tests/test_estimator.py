@@ -7,7 +7,7 @@ from scipy import sparse
 from sklearn.cluster import AffinityPropagation as SklearnAP
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
-from fastap import AffinityPropagation, _resources, _run, affinity_propagation
+from fastap import AffinityPropagation, _resources, _run, affinity_propagation, preference_range
 from tests.data import CtrlC, blobs, similarity
 
 # --------------------------------------------------------------------------
@@ -251,15 +251,33 @@ def test_thread_count_is_restored_even_after_errors():
     assert numba.get_num_threads() == before
 
 
-@pytest.mark.parametrize("n_jobs, expected", [(None, None), (1, 1), (-1, "all"), (10**6, "all")])
+@pytest.mark.parametrize(
+    "n_jobs, expected",
+    [(None, None), (1, 1), (-1, "all"), (-2, "all but one"), (-100, 1), (10**6, "all")],
+)
 def test_resolve_n_threads(n_jobs, expected):
+    """joblib's effective_n_jobs: negative counts from the cores, at least one."""
     got = _resources.resolve_n_threads(n_jobs)
+    cores = numba.config.NUMBA_NUM_THREADS
     if expected is None:
         assert got == numba.get_num_threads()
     elif expected == "all":
-        assert got == numba.config.NUMBA_NUM_THREADS
+        assert got == cores
+    elif expected == "all but one":
+        assert got == max(1, cores - 1)
     else:
         assert got == expected
+
+
+def test_n_jobs_zero_is_an_error_everywhere():
+    X = blobs(30)
+    for run in (
+        lambda: AffinityPropagation(n_jobs=0).fit(X),
+        lambda: affinity_propagation(similarity(X), n_jobs=0),
+        lambda: preference_range(X, n_jobs=0),
+    ):
+        with pytest.raises(ValueError, match="n_jobs=0 has no meaning.*-1 for all cores"):
+            run()
 
 
 def test_memory_error_before_allocating(monkeypatch):

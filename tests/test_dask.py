@@ -294,3 +294,23 @@ def test_a_killed_worker_gives_a_clear_error_not_a_hang():
     finally:
         client.close(timeout=30)
         cluster.close(timeout=30)
+
+
+def test_without_the_dask_extra_the_error_says_what_to_install():
+    """``distributed`` made unimportable in a fresh interpreter (a None entry
+    in sys.modules makes its import raise ImportError, as when the
+    ``fastap[dask]`` extra is not installed)."""
+    code = (
+        "import sys; sys.modules['distributed'] = None\n"
+        "try:\n"
+        "    import fastap.dask\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+        "else:\n"
+        "    raise SystemExit('fastap.dask imported without distributed')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert 'pip install "fastap[dask]"' in done.stdout
+    assert "distributed" in done.stdout

@@ -8,6 +8,14 @@
 ``import fastap`` never imports this package (nor Dask).
 """
 
+try:
+    import distributed  # noqa: F401
+except ImportError as error:
+    raise ImportError(
+        f"fastap.dask needs Dask's distributed scheduler, which is not installed ({error}): "
+        'pip install "fastap[dask]" (or pip install "dask[distributed]").'
+    ) from error
+
 from fastap.dask._cluster import WorkerLostError
 from fastap.dask._estimator import AffinityPropagation
 

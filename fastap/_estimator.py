@@ -18,11 +18,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from fastap import _resources, _run
+from fastap import _preference, _resources, _run
 from fastap._dense import DenseMessageState, MessageMatrices
 from fastap._kernels import noise, setup
 from fastap._lean import LeanMessageState
-from fastap._neighbors import fit_nearest_neighbors
+from fastap._neighbors import check_dense_features, fit_nearest_neighbors
 from fastap._search import run_or_search
 from fastap._similarity import (
     check_square,
@@ -83,13 +83,18 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         they are set to the median of the similarities (computed exactly,
         without copying the matrix).
 
-    affinity : {'euclidean', 'precomputed', 'cosine'} or callable, \
-            default='euclidean'
+    affinity : {'euclidean', 'precomputed', 'cosine', 'nearest_neighbors'} \
+            or callable, default='euclidean'
         'euclidean' uses the negative squared euclidean distance between
-        points; 'precomputed' takes a similarity matrix; 'cosine' (fastap)
-        the cosine similarity; a callable ``f(X) -> S`` returns the
-        ``(n_samples, n_samples)`` similarity matrix of the rows of ``X``
-        (larger is more similar).
+        points; 'precomputed' takes a similarity matrix (dense, or a SciPy
+        sparse graph); 'cosine' (fastap) the cosine similarity (also of
+        sparse features such as TF-IDF); 'nearest_neighbors' (fastap) sparse
+        AP on the ``n_neighbors``-nearest-neighbour graph of dense features,
+        with ``metric`` and ``merge_fragments`` (no N x N memory; see Notes,
+        "Sparse graphs"; sparse features are refused with the ways around:
+        a precomputed sparse cosine k-NN graph, or TruncatedSVD first); a
+        callable ``f(X) -> S`` returns the ``(n_samples, n_samples)``
+        similarity matrix of the rows of ``X`` (larger is more similar).
 
     verbose : bool, default=False
         Whether to report progress (iteration, exemplars, changes; at most
@@ -110,7 +115,10 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         (fastap) Use this quantile of the off-diagonal similarities as the
         preference, as R's apcluster ``q``: 0.5 is their median (scikit-learn's
         default median also counts the diagonal), 0 their minimum (few
-        clusters). Exclusive with ``preference``.
+        clusters). Exclusive with ``preference``. A UserWarning says when the
+        quantile lands on a value that at least a quarter of the pairs
+        share (cosine similarities of sparse TF-IDF vectors are mostly
+        exactly 0): every quantile across that tie gives the same clusters.
 
     n_clusters : int, default=None
         (fastap) Search for a preference that gives this many clusters:
@@ -529,7 +537,9 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         if self.preference is not None:
             return self.preference
         if self.preference_quantile is not None and S.shape[0] > 1:
-            return setup.off_diagonal_quantile(S, self.preference_quantile, max(2, n_threads))
+            return _preference.off_diagonal_quantile_warned(
+                S, self.preference_quantile, max(2, n_threads), warn_ties=self.n_clusters is None
+            )
         return setup.median_of_matrix(S, n_tasks=max(2, n_threads))
 
     def _warm_messages(self):
@@ -595,6 +605,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
     def _fit_sparse(self, X, n_threads):
         """A sparse precomputed matrix, or ``affinity="nearest_neighbors"``."""
         if self.affinity == "nearest_neighbors":
+            check_dense_features(X)
             X = validate_data(self, X)
         else:
             # LIL, DOK, ... become CSR (they cannot hold duplicates); COO is

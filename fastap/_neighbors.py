@@ -22,7 +22,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.exceptions import ConvergenceWarning
 
-from fastap import _graph, _run, _search, _sparse
+from fastap import _graph, _preference, _run, _search, _sparse
 from fastap._dense import DenseMessageState
 from fastap._kernels import graph as graph_kernels
 from fastap._kernels import sparse_graph
@@ -54,12 +54,13 @@ def similarities_of_pairs(Xf, metric, rows, cols):
     return -np.einsum("ij,ij->i", difference, difference)
 
 
-def quantile_of_all_pairs(Xf, metric, q=0.5, *, with_diagonal=True):
+def quantile_of_all_pairs(Xf, metric, q=0.5, *, with_diagonal=True, warn_ties=False):
     """The q-quantile of the similarities of all ``n x n`` pairs (the
     median with the diagonal is the dense default preference), exact up to
     2,000 samples, else estimated from 10^6 pairs drawn uniformly by a
     generator of fixed seed, so the estimate does not depend on
-    ``random_state`` and does not consume its stream."""
+    ``random_state`` and does not consume its stream. ``warn_ties``: warn
+    when it lands on a value most pairs share (``preference_quantile``)."""
     n = Xf.shape[0]
     if n <= _MEDIAN_EXACT_MAX_SAMPLES:
         rows, cols = np.divmod(np.arange(n * n), n)
@@ -73,7 +74,34 @@ def quantile_of_all_pairs(Xf, metric, q=0.5, *, with_diagonal=True):
     values = similarities_of_pairs(Xf, metric, rows, cols)
     # np.median averages the middle pair, np.quantile interpolates: they can
     # differ in the last bit, and the default has always been the median.
-    return float(np.median(values) if q == 0.5 else np.quantile(values, q))
+    quantile = float(np.median(values) if q == 0.5 else np.quantile(values, q))
+    if warn_ties:
+        what = "pairs' similarities" if n <= _MEDIAN_EXACT_MAX_SAMPLES else (
+            f"similarities of {values.size} pairs drawn at random")
+        _preference.warn_if_quantile_in_tie(q, quantile, _preference.values_tie(values, quantile),
+                                            what=what)
+    return quantile
+
+
+SPARSE_FEATURES_MESSAGE = (
+    "affinity='nearest_neighbors' takes dense features; X is a sparse matrix (TF-IDF "
+    "vectors, for example). Its neighbour search, the merging of fragments and the default "
+    "preference work on dense rows, and a dense copy of sparse text features would be "
+    "n_samples x n_features. Either cluster a sparse cosine k-NN graph of X directly, "
+    "G = sklearn.neighbors.kneighbors_graph(X, n_neighbors=30, metric='cosine', "
+    "mode='distance'); G.data = 1 - G.data; AffinityPropagation(affinity='precomputed')"
+    ".fit(G) (sparse AP on the graph: clusters of about n_neighbors documents, not merged), "
+    "or reduce X to dense features first, TruncatedSVD(n_components=100).fit_transform(X), "
+    "then affinity='nearest_neighbors', metric='cosine'. For up to some 20,000 documents, "
+    "affinity='cosine' takes sparse X as it is (dense AP: N x N matrices)."
+)
+
+
+def check_dense_features(X):
+    """TypeError (scikit-learn's type for unsupported sparse input) for a
+    sparse ``X``, saying what to do instead."""
+    if sparse.issparse(X):
+        raise TypeError(SPARSE_FEATURES_MESSAGE)
 
 
 class Groups:
@@ -310,7 +338,8 @@ def fit_nearest_neighbors(X, options, *, n_neighbors, metric, preference, prefer
     if preference is None:
         q = 0.5 if preference_quantile is None else preference_quantile
         preference = np.asarray(quantile_of_all_pairs(
-            Xf, metric, q, with_diagonal=preference_quantile is None), dtype=dtype)
+            Xf, metric, q, with_diagonal=preference_quantile is None,
+            warn_ties=preference_quantile is not None and n_clusters is None), dtype=dtype)
     ordered_preference = preference[order] if preference.ndim == 1 else preference
     graph = _sparse.with_diagonal(indptr, indices, values, ordered_preference)  # in place
     del indptr, indices, values

@@ -12,6 +12,8 @@ from scipy import sparse
 
 from fastap import _resources, _similarity
 from fastap._kernels import preference as preference_kernels
+from fastap._kernels import setup
+from fastap._kernels._order import bits_view, order_key
 
 
 class PreferenceRange(NamedTuple):
@@ -153,3 +155,89 @@ def _warn_if_looks_like_similarities(X):
             UserWarning,
             stacklevel=3,
         )
+
+
+# --------------------------------------------------------------------------
+# preference_quantile on tied similarities.
+# --------------------------------------------------------------------------
+
+# A quantile is warned about when the value it lands on is shared by at
+# least this share of the off-diagonal similarities: every quantile across
+# that tie gives the same preference, so preference_quantile stops
+# controlling the clusters there (cosine similarities of sparse TF-IDF
+# vectors: documents without a common word are exactly 0, often most pairs).
+# Similarities of continuous features are never tied so widely.
+QUANTILE_TIE_SHARE = 0.25
+
+
+class QuantileTie(NamedTuple):
+    """Similarities below and equal to a value, out of how many."""
+
+    n_below: int
+    n_equal: int
+    n_values: int
+
+
+def tie_keys(value, dtype):
+    """Order keys ``(lowest, highest)`` of the values equal to ``value``
+    (both zeros, -0.0 and 0.0, for 0)."""
+    dtype = np.dtype(dtype)
+    values = np.array([value, value], dtype=dtype)
+    if value == 0:
+        values = np.array([-0.0, 0.0], dtype=dtype)
+    low, high = order_key(bits_view(values))
+    return int(low), int(high)
+
+
+def off_diagonal_tie(S, value, n_tasks):
+    """:class:`QuantileTie` of ``value`` among the off-diagonal entries of
+    the square ``S`` (two counting passes, no copy)."""
+    n = S.shape[0]
+    bits = bits_view(S)
+    low, high = tie_keys(value, S.dtype)
+    key = bits.dtype.type
+    below = int(setup.count_not_above_and_next(bits, key(low - 1), n_tasks)[0])
+    not_above = int(setup.count_not_above_and_next(bits, key(high), n_tasks)[0])
+    diagonal = np.diagonal(S)
+    diagonal_below = int(np.count_nonzero(diagonal < value))
+    diagonal_equal = int(np.count_nonzero(diagonal == value))
+    return QuantileTie(below - diagonal_below, not_above - below - diagonal_equal, n * n - n)
+
+
+def values_tie(values, value):
+    """:class:`QuantileTie` of ``value`` among ``values`` (a 1-d array)."""
+    return QuantileTie(int(np.count_nonzero(values < value)),
+                       int(np.count_nonzero(values == value)), int(values.size))
+
+
+def warn_if_quantile_in_tie(q, value, tie, what="off-diagonal similarities"):
+    """UserWarning when ``preference_quantile=q`` landed on ``value`` held
+    by at least ``QUANTILE_TIE_SHARE`` of the values (:class:`QuantileTie`):
+    the range of quantiles giving the same preference, and what to do."""
+    if tie.n_values < 2 or tie.n_equal < QUANTILE_TIE_SHARE * tie.n_values:
+        return
+    last = tie.n_values - 1
+    lowest = tie.n_below / last
+    highest = min(1.0, (tie.n_below + tie.n_equal - 1) / last)
+    fewer = f"a preference_quantile below {lowest:.2f} or " if lowest > 0.005 else ""
+    warnings.warn(
+        f"preference_quantile={q:g} gives the preference {float(value):.6g}, a value that "
+        f"{tie.n_equal / tie.n_values:.0%} of the {what} share exactly (as the cosine "
+        "similarities of sparse TF-IDF vectors do: 0 for documents without a common word), "
+        f"so every preference_quantile from {lowest:.2f} to {highest:.2f} gives this same "
+        f"preference and the same clusters. For more clusters take a preference_quantile "
+        f"above {highest:.2f}; for fewer, {fewer}a preference below {float(value):.6g} "
+        "(preference=...); or ask for a number of clusters with n_clusters=K.",
+        UserWarning, stacklevel=3,
+    )
+
+
+def off_diagonal_quantile_warned(S, q, n_tasks, warn_ties=True):
+    """``setup.off_diagonal_quantile``, warning when it lands on a wide tie
+    (:func:`warn_if_quantile_in_tie`) if ``warn_ties`` (not for the start
+    of an ``n_clusters`` search, which moves the preference itself)."""
+    value = setup.off_diagonal_quantile(S, q, n_tasks)
+    if warn_ties and S.shape[0] > 1:
+        warn_if_quantile_in_tie(q, value, off_diagonal_tie(S, value, n_tasks))
+    return value
+

@@ -7,6 +7,8 @@ uneven blocks, and is compared bitwise with the single-machine dense engine
 on the same similarities with the same counter noise.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import sparse
@@ -735,3 +737,50 @@ def test_sparse_shifted_preference_equals_the_single_machine(n_blocks):
         assert np.array_equal(block.col_sum, single.col_sum)
     for got, expected in zip(state.messages(), single.messages()):
         assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_tie_over_blocks_is_the_single_machines(dtype):
+    from fastap._preference import off_diagonal_tie
+    from fastap.dask._state import off_diagonal_tie_of_blocks
+
+    n = 40
+    S = np.random.default_rng(5).normal(size=(n, n)).astype(dtype)
+    S[:25, :30] = 0.0
+    S[30:, :5] = -0.0  # equal to 0 too
+    S[np.diag_indices(n)] = 0.0  # must not count
+    bounds = _uneven_bounds(n, 3)
+    blocks = LocalBlocks(RowBlock(n, a, b, dtype) for a, b in zip(bounds[:-1], bounds[1:]))
+    for p, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        blocks.call(p, "set_similarities", S[a:b])
+    off = S[~np.eye(n, dtype=bool)]
+    for value in (dtype(0), S[0, 35], off.min()):
+        tie = off_diagonal_tie_of_blocks(blocks, bounds, dtype, value)
+        assert tie == off_diagonal_tie(S, value, 2)
+        assert tie == (np.count_nonzero(off < value), np.count_nonzero(off == value), off.size)
+
+
+def test_a_quantile_on_a_wide_tie_is_warned_about_on_the_stand_in(stand_in_estimator):
+    from sklearn.preprocessing import normalize
+
+    from tests.test_preference_tools import _documents
+
+    X = _documents()
+    with pytest.warns(UserWarning, match="gives the preference 0, a value that 9"):
+        fitted = stand_in_estimator(3, affinity="cosine", preference_quantile=0.4,
+                                    random_state=0).fit(X.toarray())
+    assert fitted.preference_ == 0
+    S = (normalize(X) @ normalize(X).T).toarray()
+    n = S.shape[0]
+    rows, cols = np.divmod(np.arange(n * n), n)
+    some = (rows + cols) % 3 != 0  # not complete: the blocks' stored values
+    graph = sparse.coo_matrix((S.ravel()[some], (rows[some], cols[some])), shape=(n, n))
+    with pytest.warns(UserWarning, match="a value that [89].% of the stored off-diagonal"):
+        fitted = stand_in_estimator(2, affinity="precomputed", preference_quantile=0.1,
+                                    random_state=0).fit(graph)
+    assert fitted.preference_ == 0
+    positive = sparse.coo_matrix(S)  # the zeros not stored
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        stand_in_estimator(2, affinity="precomputed", preference_quantile=0.1,
+                           random_state=0).fit(positive)

@@ -334,3 +334,10 @@ def test_fit_predict_equals_labels():
     ap = AffinityPropagation(random_state=0)
     np.testing.assert_array_equal(ap.fit_predict(X), ap.labels_)
     assert ap.n_features_in_ == X.shape[1]
+
+
+def test_nearest_neighbors_refuses_sparse_features_and_shows_the_way():
+    X = sparse.random(40, 300, density=0.03, format="csr", random_state=0)
+    with pytest.raises(TypeError, match=r"(?s)sparse matrix.*kneighbors_graph.*metric='cosine'"
+                                        r".*affinity='precomputed'.*TruncatedSVD"):
+        AffinityPropagation(affinity="nearest_neighbors", metric="cosine").fit(X)

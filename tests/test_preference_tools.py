@@ -420,3 +420,86 @@ def test_preference_range_of_a_similarity_matrix_needs_affinity_precomputed():
         preference_range(S[:, :10], affinity="precomputed")
     with pytest.raises(ValueError, match="affinity must be one of"):
         preference_range(X, affinity="manhattan")
+
+
+# --------------------------------------------------------------------------
+# A quantile landing on a wide tie (cosine similarities of sparse TF-IDF).
+# --------------------------------------------------------------------------
+
+
+def _documents(n=60, n_topics=6, words_per_topic=30, seed=0):
+    """TF-IDF-like rows: each document holds 5 words of its topic's own
+    vocabulary, so documents of different topics have cosine exactly 0."""
+    from scipy import sparse
+
+    rng = np.random.default_rng(seed)
+    rows, cols = [], []
+    for i in range(n):
+        topic = i % n_topics
+        words = rng.choice(words_per_topic, size=5, replace=False) + topic * words_per_topic
+        rows += [i] * 5
+        cols += list(words)
+    values = rng.uniform(0.5, 1.5, size=len(rows))
+    return sparse.csr_matrix((values, (rows, cols)), shape=(n, n_topics * words_per_topic))
+
+
+def _zero_share(X):
+    from sklearn.preprocessing import normalize
+
+    Xn = normalize(X)
+    S = (Xn @ Xn.T).toarray()
+    return float(np.mean(S[~np.eye(S.shape[0], dtype=bool)] == 0))
+
+
+def _tie_message(share):
+    return rf"gives the preference 0, a value that {share:.0%} of the .* share exactly"
+
+
+@pytest.mark.parametrize("q", [0.05, 0.5])
+def test_a_quantile_on_a_wide_tie_is_warned_about(q):
+    X = _documents()
+    share = _zero_share(X)
+    assert share > 0.8  # the premise: most pairs share no word
+    n_off = X.shape[0] * (X.shape[0] - 1)
+    highest = (round(share * n_off) - 1) / (n_off - 1)  # the last quantile on the tie
+    with pytest.warns(UserWarning, match=_tie_message(share) + rf".* from 0.00 to {highest:.2f}"):
+        fitted = AffinityPropagation(affinity="cosine", preference_quantile=q,
+                                     random_state=0).fit(X)
+    assert fitted.preference_ == 0
+    # Dense features, the nearest-neighbour engine: the same tie, in its pairs.
+    with pytest.warns(UserWarning, match=_tie_message(share)):
+        AffinityPropagation(affinity="nearest_neighbors", metric="cosine", n_neighbors=10,
+                            preference_quantile=q, random_state=0).fit(X.toarray())
+
+
+def test_a_quantile_on_a_wide_tie_of_a_sparse_graph_is_warned_about():
+    from scipy import sparse
+    from sklearn.preprocessing import normalize
+
+    Xn = normalize(_documents())
+    S = (Xn @ Xn.T).toarray()
+    n = S.shape[0]
+    rows, cols = np.divmod(np.arange(n * n), n)
+    complete = sparse.coo_matrix((S.ravel(), (rows, cols)), shape=(n, n))  # zeros stored
+    some = (rows + cols) % 3 != 0
+    partial = sparse.coo_matrix((S.ravel()[some], (rows[some], cols[some])), shape=(n, n))
+    for graph in (complete, partial):
+        off = graph.row != graph.col
+        share = float(np.mean(graph.data[off] == 0))
+        with pytest.warns(UserWarning, match=_tie_message(share)):
+            fitted = AffinityPropagation(affinity="precomputed", preference_quantile=0.3,
+                                         random_state=0).fit(graph)
+        assert fitted.preference_ == 0
+
+
+def test_no_tie_warning_above_the_tie_on_continuous_similarities_or_for_a_search():
+    X = _documents()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        above = AffinityPropagation(affinity="cosine", preference_quantile=0.95,
+                                    random_state=0).fit(X)
+        AffinityPropagation(preference_quantile=0.5, random_state=0).fit(blobs(60))
+        # A search only starts at the quantile: no warning about it.
+        AffinityPropagation(affinity="cosine", preference_quantile=0.5, n_clusters=6,
+                            random_state=0).fit(X)
+    assert above.preference_ > 0

@@ -16,6 +16,7 @@ from sklearn.utils.validation import validate_data
 from fastap._estimator import AffinityPropagation as _SingleMachineAffinityPropagation
 from fastap._estimator import FitOutcome
 from fastap._kernels.noise import counter_noise_seed
+from fastap._preference import warn_if_quantile_in_tie
 from fastap._search import run_or_search
 from fastap._similarity import check_square, similarity_dtype, validated_preference
 from fastap._sparse import canonical_csr
@@ -32,6 +33,7 @@ from fastap.dask._state import (
     even_bounds,
     median_of_blocks,
     off_diagonal_quantile_of_blocks,
+    off_diagonal_tie_of_blocks,
     place_preference,
 )
 
@@ -448,14 +450,22 @@ responsibility_, availability_, membership_confidence_
     def _preference_on(self, blocks, bounds, dtype, graph=False):
         if self.preference is not None:
             return validated_preference(self.preference, int(bounds[-1]), dtype)
+        # As on one machine, a quantile on a wide tie is warned about
+        # (unless it only starts an n_clusters search).
+        warn_ties = self.n_clusters is None
         if graph and self.preference_quantile is not None:
-            return np.asarray(stored_quantile_of_blocks(blocks, dtype, self.preference_quantile))
+            return np.asarray(stored_quantile_of_blocks(
+                blocks, dtype, self.preference_quantile, warn_ties=warn_ties
+            ))
         if graph:
             return np.asarray(stored_median_of_blocks(blocks, bounds, dtype))
         if self.preference_quantile is not None and bounds[-1] > 1:
-            return np.asarray(
-                off_diagonal_quantile_of_blocks(blocks, bounds, dtype, self.preference_quantile)
-            )
+            q = self.preference_quantile
+            value = off_diagonal_quantile_of_blocks(blocks, bounds, dtype, q)
+            if warn_ties:
+                warn_if_quantile_in_tie(q, value, off_diagonal_tie_of_blocks(
+                    blocks, bounds, dtype, value))
+            return np.asarray(value)
         return np.asarray(median_of_blocks(blocks, bounds, dtype))
 
     def exemplar_hierarchy(self, self_similarity=None):

@@ -21,12 +21,14 @@ import numpy as np
 from scipy import sparse
 
 from fastap._kernels.setup import key_to_value
+from fastap._preference import warn_if_quantile_in_tie
 from fastap._sparse import assign_stored_clusters
 from fastap.dask._state import (
     SEGMENT_COLUMNS,
     BlockMessageState,
     median_of_blocks,
     select_key_of_blocks,
+    tie_of_blocks,
 )
 
 
@@ -194,11 +196,12 @@ def stored_median_of_blocks(blocks, bounds, dtype):
     return median_of_blocks(blocks, bounds, dtype, sizes)
 
 
-def stored_quantile_of_blocks(blocks, dtype, q):
+def stored_quantile_of_blocks(blocks, dtype, q, warn_ties=False):
     """Exactly ``_sparse.stored_quantile``: ``np.quantile`` (linear) of the
     stored off-diagonal values, 0 when there is none; the two neighbouring
     order statistics by radix selection over the blocks, then NumPy's own
-    interpolation between them (as ``_state.off_diagonal_quantile_of_blocks``)."""
+    interpolation between them (as ``_state.off_diagonal_quantile_of_blocks``);
+    ``warn_ties``: as on one machine, warn when it lands on a wide tie."""
     dtype = np.dtype(dtype)
     n_values = sum(_present(blocks, "off_diagonal"))
     if n_values == 0:
@@ -211,4 +214,8 @@ def stored_quantile_of_blocks(blocks, dtype, q):
         key_to_value(select_key_of_blocks(blocks, width, rank, False), dtype)
         for rank in (lower, upper)
     )
-    return dtype.type(np.quantile(np.array([low, high], dtype=dtype), virtual_index - lower))
+    value = dtype.type(np.quantile(np.array([low, high], dtype=dtype), virtual_index - lower))
+    if warn_ties:
+        warn_if_quantile_in_tie(q, value, tie_of_blocks(blocks, dtype, value, n_values),
+                                what="stored off-diagonal similarities")
+    return value

@@ -49,7 +49,7 @@ import numpy as np
 from fastap import _resources
 from fastap._kernels._order import bits_view, order_key
 from fastap._kernels.setup import key_to_value, middle_mean, select_key
-from fastap._preference import preference_range_bound
+from fastap._preference import QuantileTie, preference_range_bound, tie_keys
 
 # Columns per segment of the column-sum pipeline: small enough that block
 # p + 1 starts soon after block p, large enough that a call's latency
@@ -560,6 +560,34 @@ def off_diagonal_quantile_of_blocks(blocks, bounds, dtype, q):
         for rank in (lower, upper)
     )
     return dtype.type(np.quantile(np.array([low, high], dtype=dtype), virtual_index - lower))
+
+
+def tie_of_blocks(blocks, dtype, value, n_values, diagonal=None):
+    """``_preference.QuantileTie`` of ``value`` among the values the blocks
+    present (their rows of ``S``, or a graph's selected values), the
+    ``diagonal`` values (gathered) taken out: two counting passes."""
+    low, high = tie_keys(value, dtype)
+
+    def not_above(key):
+        futures = [
+            blocks.call(p, "count_not_above_and_next", key, False) for p in range(len(blocks))
+        ]
+        return sum(int(count) for count, _ in blocks.results(futures))
+
+    below, up_to = not_above(low - 1), not_above(high)
+    if diagonal is not None:
+        below -= int(np.count_nonzero(diagonal < value))
+        up_to -= int(np.count_nonzero(diagonal <= value))
+    return QuantileTie(below, up_to - below, n_values)
+
+
+def off_diagonal_tie_of_blocks(blocks, bounds, dtype, value):
+    """:func:`tie_of_blocks` over the off-diagonal entries of the blocks' ``S``."""
+    n = int(bounds[-1])
+    diagonal = np.concatenate(blocks.results(
+        [blocks.call(p, "diagonal") for p in range(len(blocks))]
+    ))
+    return tie_of_blocks(blocks, dtype, value, n * n - n, diagonal)
 
 
 def place_preference(blocks, bounds, preference, dtype):

@@ -13,7 +13,6 @@ from scipy import sparse
 from fastap import _resources, _similarity
 from fastap._kernels import preference as preference_kernels
 from fastap._kernels import setup
-from fastap._kernels._order import bits_view, order_key
 
 
 class PreferenceRange(NamedTuple):
@@ -178,30 +177,39 @@ class QuantileTie(NamedTuple):
     n_values: int
 
 
-def tie_keys(value, dtype):
-    """Order keys ``(lowest, highest)`` of the values equal to ``value``
-    (both zeros, -0.0 and 0.0, for 0)."""
-    dtype = np.dtype(dtype)
-    values = np.array([value, value], dtype=dtype)
-    if value == 0:
-        values = np.array([-0.0, 0.0], dtype=dtype)
-    low, high = order_key(bits_view(values))
-    return int(low), int(high)
+# Entries compared at once when counting a tie (1 MiB of booleans).
+_COUNT_CHUNK = 1 << 20
 
 
-def off_diagonal_tie(S, value, n_tasks):
+def count_below_and_equal(values, value):
+    """Entries of ``values`` (1-d or 2-d, any layout) below ``value`` and
+    equal to it (-0.0 equals 0.0, as in NumPy), by chunks: no full-size
+    temporary. NumPy's vectorised comparisons (N=8,000 float64 under a load
+    of 6: 0.11 s, where two passes of the radix kernels' key counting took
+    0.73 s and the quantile's selection itself 0.25-0.31 s)."""
+    value = values.dtype.type(value)
+    if values.flags.c_contiguous:
+        flat = values.reshape(-1)  # a view
+        blocks = (flat[start:start + _COUNT_CHUNK] for start in range(0, flat.size, _COUNT_CHUNK))
+    else:
+        step = max(1, _COUNT_CHUNK // max(1, values.shape[-1]))
+        blocks = (values[start:start + step] for start in range(0, values.shape[0], step))
+    below = equal = 0
+    for block in blocks:
+        below += int(np.count_nonzero(block < value))
+        equal += int(np.count_nonzero(block == value))
+    return below, equal
+
+
+def off_diagonal_tie(S, value):
     """:class:`QuantileTie` of ``value`` among the off-diagonal entries of
-    the square ``S`` (two counting passes, no copy)."""
+    the square ``S`` (one pass, no copy)."""
     n = S.shape[0]
-    bits = bits_view(S)
-    low, high = tie_keys(value, S.dtype)
-    key = bits.dtype.type
-    below = int(setup.count_not_above_and_next(bits, key(low - 1), n_tasks)[0])
-    not_above = int(setup.count_not_above_and_next(bits, key(high), n_tasks)[0])
+    below, equal = count_below_and_equal(S, value)
     diagonal = np.diagonal(S)
-    diagonal_below = int(np.count_nonzero(diagonal < value))
-    diagonal_equal = int(np.count_nonzero(diagonal == value))
-    return QuantileTie(below - diagonal_below, not_above - below - diagonal_equal, n * n - n)
+    below -= int(np.count_nonzero(diagonal < value))
+    equal -= int(np.count_nonzero(diagonal == value))
+    return QuantileTie(below, equal, n * n - n)
 
 
 def values_tie(values, value):
@@ -238,6 +246,6 @@ def off_diagonal_quantile_warned(S, q, n_tasks, warn_ties=True):
     of an ``n_clusters`` search, which moves the preference itself)."""
     value = setup.off_diagonal_quantile(S, q, n_tasks)
     if warn_ties and S.shape[0] > 1:
-        warn_if_quantile_in_tie(q, value, off_diagonal_tie(S, value, n_tasks))
+        warn_if_quantile_in_tie(q, value, off_diagonal_tie(S, value))
     return value
 

@@ -215,12 +215,12 @@ def stored_quantile(graph, q, n_threads):
     return graph.S.dtype.type(np.quantile(values, q) if values.size else 0)
 
 
-def stored_quantile_tie(graph, value, n_threads):
+def stored_quantile_tie(graph, value):
     """``_preference.QuantileTie`` of ``value`` among the stored off-diagonal
     similarities (to warn when a ``preference_quantile`` lands on a wide tie)."""
     dense = complete_matrix(graph)
     if dense is not None:
-        return _preference.off_diagonal_tie(dense, value, max(2, n_threads))
+        return _preference.off_diagonal_tie(dense, value)
     return _preference.values_tie(off_diagonal_values(graph), value)
 
 
@@ -578,7 +578,7 @@ def fit_graph(S, options, *, preference, preference_quantile, n_clusters, random
         preference = np.asarray(stored_quantile(graph, preference_quantile, n_threads))
         if n_clusters is None:  # a search moves the preference itself
             _preference.warn_if_quantile_in_tie(
-                preference_quantile, preference, stored_quantile_tie(graph, preference, n_threads),
+                preference_quantile, preference, stored_quantile_tie(graph, preference),
                 what="stored off-diagonal similarities",
             )
         sparse_graph.set_diagonal(graph.diagonal, graph.S, np.full(graph.n, preference))

@@ -756,7 +756,7 @@ def test_tie_over_blocks_is_the_single_machines(dtype):
     off = S[~np.eye(n, dtype=bool)]
     for value in (dtype(0), S[0, 35], off.min()):
         tie = off_diagonal_tie_of_blocks(blocks, bounds, dtype, value)
-        assert tie == off_diagonal_tie(S, value, 2)
+        assert tie == off_diagonal_tie(S, value)
         assert tie == (np.count_nonzero(off < value), np.count_nonzero(off == value), off.size)
 
 

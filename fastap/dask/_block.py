@@ -15,6 +15,7 @@ from fastap._dense import group_rows_of
 from fastap._kernels import assign, block_messages, messages, noise, setup
 from fastap._kernels import preference as preference_kernels
 from fastap._kernels._order import bits_view
+from fastap._preference import count_below_and_equal
 from fastap._resources import numba_threads
 
 # Elements of one float64 product chunk when similarities are computed (64 MiB).
@@ -71,6 +72,10 @@ class MessageBlock:
         bits = self._keys_of(window)
         with numba_threads(self.n_threads):
             return setup.count_not_above_and_next(bits, bits.dtype.type(key), self.n_threads)
+
+    def count_below_and_equal(self, value):
+        """Presented values below ``value`` and equal to it (a quantile's tie)."""
+        return count_below_and_equal(self._selection_values(), value)
 
     def reset(self):
         if self.R is None:  # released

@@ -49,7 +49,7 @@ import numpy as np
 from fastap import _resources
 from fastap._kernels._order import bits_view, order_key
 from fastap._kernels.setup import key_to_value, middle_mean, select_key
-from fastap._preference import QuantileTie, preference_range_bound, tie_keys
+from fastap._preference import QuantileTie, preference_range_bound
 
 # Columns per segment of the column-sum pipeline: small enough that block
 # p + 1 starts soon after block p, large enough that a call's latency
@@ -565,20 +565,15 @@ def off_diagonal_quantile_of_blocks(blocks, bounds, dtype, q):
 def tie_of_blocks(blocks, dtype, value, n_values, diagonal=None):
     """``_preference.QuantileTie`` of ``value`` among the values the blocks
     present (their rows of ``S``, or a graph's selected values), the
-    ``diagonal`` values (gathered) taken out: two counting passes."""
-    low, high = tie_keys(value, dtype)
-
-    def not_above(key):
-        futures = [
-            blocks.call(p, "count_not_above_and_next", key, False) for p in range(len(blocks))
-        ]
-        return sum(int(count) for count, _ in blocks.results(futures))
-
-    below, up_to = not_above(low - 1), not_above(high)
+    ``diagonal`` values (gathered) taken out: one counting pass."""
+    futures = [blocks.call(p, "count_below_and_equal", value) for p in range(len(blocks))]
+    counted = blocks.results(futures)
+    below = sum(int(count) for count, _ in counted)
+    equal = sum(int(count) for _, count in counted)
     if diagonal is not None:
         below -= int(np.count_nonzero(diagonal < value))
-        up_to -= int(np.count_nonzero(diagonal <= value))
-    return QuantileTie(below, up_to - below, n_values)
+        equal -= int(np.count_nonzero(diagonal == value))
+    return QuantileTie(below, equal, n_values)
 
 
 def off_diagonal_tie_of_blocks(blocks, bounds, dtype, value):

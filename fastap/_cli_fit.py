@@ -499,7 +499,7 @@ def check_memory_early(n_samples, dtype):
     (the estimator checks again; this only saves the conversion)."""
     from fastap._resources import check_dense_memory
 
-    check_dense_memory(n_samples, dtype, 3)
+    check_dense_memory(n_samples, dtype, "auto")  # the estimator's default engine
 
 
 def check_option_conflicts(args):
@@ -655,13 +655,14 @@ def _non_convergence_report(estimator, changes, args):
         return None, None
     diagnosis = diagnose_non_convergence(
         changes.n_changed, n_iter=len(changes.n_changed), max_iter=args.max_iter,
-        convergence_iter=args.convergence_iter,
+        convergence_iter=args.convergence_iter, n_samples=int(estimator.labels_.size),
     ).kind
     advice = not_converged_advice(
         changes.n_changed, n_iter=len(changes.n_changed), max_iter=args.max_iter,
         damping=float(estimator.damping_), adaptive=args.damping == "auto",
         convergence_iter=args.convergence_iter,
-        n_exemplars=int(estimator.cluster_centers_indices_.size), style="cli",
+        n_exemplars=int(estimator.cluster_centers_indices_.size),
+        n_samples=int(estimator.labels_.size), style="cli",
     )
     print(f"fastap fit: what to do: {advice}", file=sys.stderr)
     return diagnosis, advice

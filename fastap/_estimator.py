@@ -572,16 +572,28 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         n_samples = X.shape[0]
         dtype = similarity_dtype(X.dtype)
         warm = self._dense_warm_messages(n_samples, dtype)
-        # A callable's output and sparse input's distances are N x N
-        # temporaries beside S (float64 at most).
-        temporary = 8 * n_samples**2 if callable(self.affinity) or sparse.issparse(X) else 0
         lean = self._uses_lean_engine(dtype, warm)
-        _resources.check_dense_memory(
-            n_samples, dtype, 1 if warm else (2 if lean else 3), temporary
+        source = "callable" if callable(self.affinity) else (
+            "sparse_features" if sparse.issparse(X) else "features"
         )
+        self._check_dense_memory(n_samples, dtype, warm, source)
         matrices = None if warm or lean else MessageMatrices(n_samples, dtype, n_threads)
         S = similarities(X, self.affinity, dtype, copy=self.copy)
         return S, X, matrices, warm
+
+    def _check_dense_memory(self, n_samples, dtype, warm, source):
+        """MemoryError before allocating, from the engine's footprint (a
+        precomputed matrix is used in place unless ``copy``)."""
+        wants_messages = self.keep_messages or self.warm_start
+        engine = "lean" if self._uses_lean_engine(dtype, warm) else "stored"
+        reused = ("R", "A") if warm is not None else ()
+        if source == "precomputed" and not self.copy:
+            reused += ("S",)
+        _resources.check_dense_memory(
+            n_samples, dtype, engine, source=source, reused=reused,
+            keep_messages=wants_messages and engine == "lean",
+            float32_engine="lean" if self._uses_lean_engine(np.float32, warm) else "stored",
+        )
 
     def _validate_precomputed(self, X):
         shape = np.shape(X)
@@ -590,11 +602,8 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
             # Before validate_data, which may copy: the copy is one of the
             # matrices counted.
             dtype = similarity_dtype(getattr(X, "dtype", np.float64))
-            messages = 1 if self._uses_lean_engine(
-                dtype, self._dense_warm_messages(shape[0], dtype)
-            ) else 2
-            _resources.check_dense_memory(
-                shape[0], dtype, n_new_matrices=messages + 1 if self.copy else messages
+            self._check_dense_memory(
+                shape[0], dtype, self._dense_warm_messages(shape[0], dtype), "precomputed"
             )
         S = validate_data(
             self, X, copy=self.copy, force_writeable=True, dtype=_FLOAT_DTYPES, order="C"

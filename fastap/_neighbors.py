@@ -22,7 +22,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.exceptions import ConvergenceWarning
 
-from fastap import _graph, _preference, _run, _search, _sparse
+from fastap import _graph, _preference, _resources, _run, _search, _sparse
 from fastap._dense import DenseMessageState
 from fastap._kernels import graph as graph_kernels
 from fastap._kernels import sparse_graph
@@ -42,16 +42,27 @@ MERGE_NEIGHBORS = 200
 # Pairs sampled to estimate the median similarity of all pairs.
 _MEDIAN_SAMPLE_PAIRS = 1_000_000
 _MEDIAN_EXACT_MAX_SAMPLES = 2000
+# Pairs whose similarities are computed together (memory: 2 x block x
+# n_features x 8 bytes of gathered rows).
+_PAIR_BLOCK = 8192
 
 
 
 
 def similarities_of_pairs(Xf, metric, rows, cols):
-    """Similarities of the pairs ``(rows[t], cols[t])`` (float64)."""
-    if metric == "cosine":
-        return np.einsum("ij,ij->i", Xf[rows], Xf[cols])
-    difference = Xf[rows] - Xf[cols]
-    return -np.einsum("ij,ij->i", difference, difference)
+    """Similarities of the pairs ``(rows[t], cols[t])`` (float64), by blocks
+    of ``_PAIR_BLOCK`` pairs: the gathered feature rows of all pairs at once
+    took 2 x pairs x n_features x 8 bytes (2.2 GiB for the default
+    preference of 1,500 samples with 64 features)."""
+    out = np.empty(rows.size, dtype=np.float64)
+    for start in range(0, rows.size, _PAIR_BLOCK):
+        block = slice(start, start + _PAIR_BLOCK)
+        if metric == "cosine":
+            out[block] = np.einsum("ij,ij->i", Xf[rows[block]], Xf[cols[block]])
+        else:
+            difference = Xf[rows[block]] - Xf[cols[block]]
+            out[block] = -np.einsum("ij,ij->i", difference, difference)
+    return out
 
 
 def quantile_of_all_pairs(Xf, metric, q=0.5, *, with_diagonal=True, warn_ties=False):
@@ -252,11 +263,13 @@ def merge_fragments(Xf, metric, labels, centers, preference, options, context,
     ``context``: ``damping``, ``random_state``, ``n_threads`` and
     ``n_neighbors`` (of the sparse levels). Returns
     ``(cluster_centers_indices, labels, n_iter, converged, search_steps,
-    preference)``, with the iterations and convergence of all levels
-    together; the last two are the search's (None without ``n_clusters``).
+    preference, advice)``, with the iterations and convergence of all
+    levels together; search_steps and preference are the search's (None
+    without ``n_clusters``), advice that of the first level that did not
+    converge (None if all did).
     """
     groups = Groups.of_samples(Xf, labels, centers)
-    n_iter, converged = 0, True
+    n_iter, converged, advice = 0, True, None
     steps = searched = None
     while groups.exemplars.size > 1:
         m = groups.exemplars.size
@@ -272,6 +285,7 @@ def merge_fragments(Xf, metric, labels, centers, preference, options, context,
             )
         n_iter += result.n_iter
         converged &= bool(result.converged)
+        advice = advice or result.advice
         if last and n_clusters is not None:
             steps, searched = result.search_steps, result.preference
         if result.cluster_centers_indices.size == 0:
@@ -283,7 +297,7 @@ def merge_fragments(Xf, metric, labels, centers, preference, options, context,
         if last or groups.exemplars.size == m:
             break
     centers, labels = refine_and_assign(Xf, metric, labels, groups, preference)
-    return centers, labels, n_iter, converged, steps, searched
+    return centers, labels, n_iter, converged, steps, searched, advice
 
 
 # --------------------------------------------------------------------------
@@ -322,7 +336,9 @@ def fit_nearest_neighbors(X, options, *, n_neighbors, metric, preference, prefer
     dtype = _sparse.similarity_dtype(X.dtype)
     n = X.shape[0]
     k = min(n_neighbors, max(n - 1, 0))
-    _sparse.check_memory(n, 2 * k * n + n, dtype)
+    _resources.check_sparse_memory(
+        n, 2 * k * n + n, dtype, _resources.nearest_neighbors_fit_memory(n, k, dtype).bytes
+    )
     started = time.perf_counter()
     Xf = _graph.features_for_metric(X, metric)
     seed = None
@@ -366,14 +382,17 @@ def fit_nearest_neighbors(X, options, *, n_neighbors, metric, preference, prefer
 
 def _merged(result, Xf, metric, graph, preference, options, n_clusters, context):
     """The first level's result with its clusters merged; ConvergenceWarning
-    for the whole fit."""
+    for the whole fit, with the advice of the first level that did not
+    converge."""
     if result.cluster_centers_indices.size > 0:
-        centers, labels, n_iter, converged, steps, searched = merge_fragments(
+        centers, labels, n_iter, converged, steps, searched, advice = merge_fragments(
             Xf, metric, result.labels, result.cluster_centers_indices,
             preference.astype(np.float64), options, context, n_clusters=n_clusters,
         )
         result.cluster_centers_indices, result.labels = centers, labels
         result.n_iter += n_iter
+        if result.converged and not converged:
+            result.advice = f"Merging the fragments did not converge: {advice}"
         result.converged = result.converged and converged
         result.search_steps, result.preference = steps, searched
         if result.membership_confidence is not None:
@@ -384,5 +403,5 @@ def _merged(result, Xf, metric, graph, preference, options, n_clusters, context)
                 f"No preference found that gives {n_clusters} clusters; using the closest: "
                 f"{centers.size} clusters.", UserWarning,
             )
-    _run.warn_if_not_converged(result.cluster_centers_indices, result.converged)
+    _run.warn_if_not_converged(result.cluster_centers_indices, result.converged, result.advice)
     return result

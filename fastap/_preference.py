@@ -137,7 +137,7 @@ def preference_range(X, *, affinity=None, method="bound", n_jobs=None):
                 _warn_if_looks_like_similarities(X)
                 affinity = "euclidean"
             dtype = _similarity.similarity_dtype(X.dtype)
-            _resources.check_dense_memory(X.shape[0], dtype, n_new_matrices=1)
+            _resources.check_dense_memory(X.shape[0], dtype, engine=None)
             S = _similarity.similarities(X, affinity, dtype)
         return preference_range_of_similarities(S, method)
 

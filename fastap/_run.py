@@ -25,7 +25,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from fastap._advice import not_converged_advice
+from fastap._advice import is_oscillation, not_converged_advice
 
 EQUAL_SIMILARITIES_MESSAGE = (
     "All samples have mutually equal similarities. Returning arbitrary cluster center(s)."
@@ -176,6 +176,9 @@ class RunResult:
         The preference an ``n_clusters`` search chose.
     search_steps : list of SearchStep or None
         Every step of an ``n_clusters`` search.
+    advice : str or None
+        What to change, when the run did not converge (the text its
+        ConvergenceWarning carries after scikit-learn's).
     """
 
     cluster_centers_indices: np.ndarray
@@ -189,6 +192,7 @@ class RunResult:
     stopped: bool = False
     preference: float | None = None
     search_steps: list | None = None
+    advice: str | None = None
 
 
 class IterationInfo(NamedTuple):
@@ -226,11 +230,15 @@ class AdaptiveDamping:
     After Wang et al. (2007): oscillations are what keeps AP from
     converging, and more damping removes them at the cost of slower
     progress. Every ``window`` iterations the run is inspected; if the
-    exemplar set changed in at least ``oscillation_fraction`` of them and
-    still changes (within the last quarter of the window), the damping goes
-    up by ``step``, at most to ``maximum``. The first inspection comes after
-    two windows: the early transient of a run that then settles is not an
-    oscillation.
+    window is an oscillation by the non-convergence advice's own test
+    (``_advice.is_oscillation``: the exemplar set changed in at least
+    ``oscillation_fraction`` of the iterations; or, given ``n_samples``,
+    periodic bursts changed at least as many flags as there are samples;
+    or the changes did not fall below half of the window before's) and the
+    exemplars still change (within the last quarter of the window),
+    the damping goes up by ``step``, at most to ``maximum``. The first
+    inspection comes after two windows: the early transient of a run that
+    then settles is not an oscillation.
 
     Parameters
     ----------
@@ -239,14 +247,18 @@ class AdaptiveDamping:
     window : int
         Iterations between two inspections.
     step, maximum, oscillation_fraction : float
+    n_samples : int or None
+        Samples of the problem (None: no test for mass flipping).
     """
 
-    def __init__(self, initial=0.5, window=30, step=0.05, maximum=0.95, oscillation_fraction=0.5):
+    def __init__(self, initial=0.5, window=30, step=0.05, maximum=0.95, oscillation_fraction=0.5,
+                 n_samples=None):
         self.initial = float(initial)
         self.window = int(window)
         self.step = step
         self.maximum = maximum
         self.oscillation_fraction = oscillation_fraction
+        self.n_samples = n_samples
         self.reset()
 
     def reset(self):
@@ -254,20 +266,25 @@ class AdaptiveDamping:
         self.damping = self.initial
         self._seen = -self.window  # a first window of warm-up, not counted
         self._changed = 0
+        self._flag_changes = 0
+        self._previous_changed = None
         self._since_change = 0
 
     def observe(self, n_changed):
         """Record one iteration; return the new damping if it was raised, else None."""
         self._seen += 1
-        self._changed += n_changed > 0 and self._seen > 0
+        if self._seen > 0:
+            self._changed += n_changed > 0
+            self._flag_changes += int(n_changed)
         self._since_change = 0 if n_changed > 0 else self._since_change + 1
         if self._seen < self.window:
             return None
-        oscillating = (
-            self._changed >= self.oscillation_fraction * self._seen
-            and self._since_change < max(1, self.window // 4)
-        )
-        self._seen = self._changed = 0
+        oscillating = is_oscillation(
+            self._seen, self._changed, self._flag_changes, n_samples=self.n_samples,
+            n_previous_changed=self._previous_changed, fraction=self.oscillation_fraction,
+        ) and self._since_change < max(1, self.window // 4)
+        self._previous_changed = self._changed
+        self._seen = self._changed = self._flag_changes = 0
         if oscillating and self.damping < self.maximum:
             # Rounded so that the steps land on 0.55, 0.6, ... exactly.
             self.damping = round(min(self.damping + self.step, self.maximum), 10)
@@ -345,7 +362,7 @@ class Monitors:
 
     def __init__(self, state, options, adaptive_damping=None, progress=True):
         if adaptive_damping is None and options.adaptive_damping:
-            adaptive_damping = AdaptiveDamping(options.damping)
+            adaptive_damping = AdaptiveDamping(options.damping, n_samples=state.n_samples)
         self.adaptive_damping = adaptive_damping
         self.history = History() if options.record_history else None
         self.progress = Progress(options.verbose and progress, state.n_samples)
@@ -485,13 +502,14 @@ def finish(state, options, monitors, n_iter, converged, stopped, *, messages_mat
             monitors.recent_changes, n_iter=n_iter, max_iter=options.max_iter,
             damping=damping, adaptive=monitors.adaptive_damping is not None,
             convergence_iter=options.convergence_iter, n_exemplars=int(flags.sum()),
+            n_samples=state.n_samples,
         )
     warn_if_not_converged(centers, converged, advice)
     if options.verbose and advice:
         print(f"[fastap] {advice}")
     history = monitors.history.as_arrays() if monitors.history is not None else None
     return RunResult(centers, labels, n_iter, converged, damping, history, messages,
-                     confidence, stopped)
+                     confidence, stopped, advice=advice or None)
 
 
 def warn_if_not_converged(cluster_centers_indices, converged, advice=None):

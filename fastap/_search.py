@@ -185,7 +185,8 @@ class NClustersSearch:
         state = self.state
         state.prepare()
         self.monitors = _run.Monitors(
-            state, self.options, _run.AdaptiveDamping(self.options.damping), progress=False
+            state, self.options,
+            _run.AdaptiveDamping(self.options.damping, n_samples=state.n_samples), progress=False,
         )
         best, best_flags = self._bisect()
         final = self.steps[-1]

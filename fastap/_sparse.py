@@ -94,11 +94,9 @@ def _position_dtype(nnz):
 
 
 def fit_memory_bytes(n_samples, n_pairs, dtype):
-    """Bytes a sparse fit holds at its peak: per stored pair ``S``, ``R``,
-    ``A`` (dtype), a column index (int32) and a CSC position; O(n) vectors."""
-    itemsize = np.dtype(dtype).itemsize
-    per_pair = 3 * itemsize + 4 + np.dtype(_position_dtype(n_pairs)).itemsize
-    return n_pairs * per_pair + n_samples * (4 * 8 + 2 * itemsize + 2)
+    """Bytes a sparse fit holds at its peak (``_resources.sparse_fit_memory``:
+    per stored pair ``S``, ``R``, ``A``, a column index and a CSC position)."""
+    return _resources.sparse_fit_memory(n_samples, n_pairs, dtype).bytes
 
 
 def check_memory(n_samples, n_pairs, dtype):

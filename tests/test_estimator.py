@@ -288,13 +288,6 @@ def test_memory_error_before_allocating(monkeypatch):
         AffinityPropagation(affinity="precomputed").fit(similarity(blobs(200)).astype(np.float32))
 
 
-def test_memory_estimate_counts_three_matrices():
-    assert _resources.dense_fit_bytes(1000, np.float32, 3) >= 3 * 1000 * 1000 * 4
-    assert _resources.dense_fit_bytes(1000, np.float64, 3) == 2 * _resources.dense_fit_bytes(
-        1000, np.float32, 3
-    )
-
-
 def test_verbose_reports_progress(capsys, monkeypatch):
     monkeypatch.setattr(
         _run.Progress, "__init__", _fast_progress_init(_run.Progress.__init__)

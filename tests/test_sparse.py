@@ -403,8 +403,9 @@ def test_memory_error_before_allocating(monkeypatch):
 
 
 def test_memory_estimate_per_stored_pair():
-    assert _sparse.fit_memory_bytes(0, 10**6, np.float64) == 32 * 10**6
-    assert _sparse.fit_memory_bytes(0, 10**6, np.float32) == 20 * 10**6
+    # S, R, A, a column index, a CSC position and the noise's float64 normal.
+    assert _sparse.fit_memory_bytes(0, 10**6, np.float64) == 40 * 10**6
+    assert _sparse.fit_memory_bytes(0, 10**6, np.float32) == 28 * 10**6
 
 
 def test_verbose_and_callback_and_adaptive_damping(capsys):

@@ -16,6 +16,7 @@ Every wait is bounded; the cluster is closed by its fixture's finalizer.
 
 import gc
 import time
+import tracemalloc
 
 import dask.array as da
 import numpy as np
@@ -124,7 +125,11 @@ def _fits(X, client):
     starts blocks on the workers: features (float64, float32), keep_messages,
     n_clusters, a dask array of similarities, a sparse graph."""
     short = dict(client=client, random_state=0, max_iter=4, convergence_iter=2)
-    fits = [(X, dict(preference=-100.0 * (k + 1))) for k in range(4)]
+    # A Fortran-ordered S: the fit makes the C-ordered copy it sends (and
+    # must not keep it).
+    S = np.asfortranarray(2 * X @ X.T - (X**2).sum(axis=1)[:, None] - (X**2).sum(axis=1))
+    fits = [(S, dict(affinity="precomputed", preference=-100.0))]
+    fits += [(X, dict(preference=-100.0 * (k + 1))) for k in range(1, 4)]
     fits += [
         (X.astype(np.float32), dict(preference=-50.0)),
         (X, dict(preference=-300.0, keep_messages=True)),
@@ -140,33 +145,51 @@ def _fits(X, client):
 def _check_released(client, baseline, what):
     counts = _wait_for_no_actors(client)
     assert sum(counts.values()) == 0, f"{what}: actors still on the workers: {counts}"
+    # The client: what the fit sent (S rows, a graph's arrays) is not kept.
+    client_grown = tracemalloc.get_traced_memory()[0] - baseline["client"]
+    assert client_grown < SLACK_BYTES, (
+        f"{what}: the client holds {client_grown / 2**20:.0f} MiB more than before the fits"
+    )
     rss = client.run(_worker_rss)
     for worker, value in rss.items():
-        grown = value - baseline[worker]
+        grown = value - baseline["workers"][worker]
         assert grown < SLACK_BYTES, (
             f"{what}: worker {worker} holds {grown / 2**20:.0f} MiB more than before the fits"
         )
 
 
 @pytest.fixture(scope="module")
-def baseline(client):
-    """The workers' memory after every kernel the fits use is loaded (the
-    same fits at 200 samples), with no block alive."""
+def warmed_up(client):
+    """Every kernel the fits use loaded on the workers (the same fits at 200
+    samples)."""
     for data, options in _fits(_blobs(200), client):
         AffinityPropagation(**options).fit(data)
     assert sum(_wait_for_no_actors(client).values()) == 0
-    return client.run(_worker_rss)
+
+
+@pytest.fixture
+def baseline(client, warmed_up, without_cyclic_gc):
+    """The workers' memory (RSS) and the client's (Python's and NumPy's
+    allocations, traced) with no block alive, the test's data made."""
+    tracemalloc.start()
+    try:
+        yield {"workers": client.run(_worker_rss), "client": tracemalloc.get_traced_memory()[0]}
+    finally:
+        tracemalloc.stop()
 
 
 @pytest.mark.timeout(300)
-def test_ten_fits_in_a_row_free_their_blocks(client, baseline, without_cyclic_gc):
+def test_ten_fits_in_a_row_free_their_blocks(client, baseline):
     X = _blobs(N_SAMPLES)
-    for k, (data, options) in enumerate(_fits(X, client)):
+    fits = _fits(X, client)
+    baseline["client"] = tracemalloc.get_traced_memory()[0]  # with the fits' data
+    for k, (data, options) in enumerate(fits):
         fitted = AffinityPropagation(**options).fit(data)
         assert fitted.labels_.shape == (N_SAMPLES,)
+        if options.get("affinity") is None:  # predict: on the client, from the centers
+            assert np.array_equal(fitted.predict(X[:10]), fitted.labels_[:10])
+        del fitted  # with keep_messages, two N x N matrices
         _check_released(client, baseline, f"fit {k} ({sorted(options)})")
-    # The fitted estimator still predicts (on the client, from its centers).
-    assert np.array_equal(fitted.predict(X[:10]), fitted.labels_[:10])
 
 
 class _Interrupt:
@@ -181,8 +204,9 @@ class _Interrupt:
 
 
 @pytest.mark.timeout(300)
-def test_failing_fits_free_their_blocks(client, baseline, without_cyclic_gc):
+def test_failing_fits_free_their_blocks(client, baseline):
     X = _blobs(N_SAMPLES)
+    baseline["client"] = tracemalloc.get_traced_memory()[0]
     short = dict(client=client, random_state=0, max_iter=10)
     with pytest.raises(RuntimeError, match="stop here"):
         AffinityPropagation(callback=_Interrupt(RuntimeError("stop here")), **short).fit(X)

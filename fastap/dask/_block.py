@@ -73,6 +73,11 @@ class MessageBlock:
         with numba_threads(self.n_threads):
             return setup.count_not_above_and_next(bits, bits.dtype.type(key), self.n_threads)
 
+    def unbox_and_call(self, method, box):
+        """``method(*box[0])``: a call whose arguments came boxed (see
+        ``_cluster.ActorBlocks.call``)."""
+        return getattr(self, method)(*box[0])
+
     def count_below_and_equal(self, value):
         """Presented values below ``value`` and equal to it (a quantile's tie)."""
         return count_below_and_equal(self._selection_values(), value)

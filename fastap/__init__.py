@@ -16,6 +16,7 @@ _PUBLIC = {
     "nearest_neighbors_graph": "fastap._graph",
     "ExemplarHierarchy": "fastap._hierarchy",
     "exemplar_hierarchy": "fastap._hierarchy",
+    "fit_memory_bytes": "fastap._resources",
     "PreferenceRange": "fastap._preference",
     "preference_range": "fastap._preference",
     "IterationInfo": "fastap._run",

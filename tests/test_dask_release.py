@@ -223,3 +223,11 @@ def test_failing_fits_free_their_blocks(client, baseline):
             _dask_similarities(X, nan_in_last_row=True)
         )
     _check_released(client, baseline, "a block refusing its rows")
+    # A block too large for its worker (S of 6,000 samples in one block, 864 MB
+    # of S, R and A against 80% of 1 GiB): refused before any actor exists,
+    # and the dask array's chunk goes too.
+    with pytest.raises(MemoryError, match="memory limit"):
+        AffinityPropagation(affinity="precomputed", n_blocks=1, **short).fit(
+            _dask_similarities(_blobs(6000))
+        )
+    _check_released(client, baseline, "a block too large for its worker")

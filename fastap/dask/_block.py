@@ -139,14 +139,7 @@ class RowBlock(MessageBlock):
         self.dtype = np.dtype(dtype)
         self.n_threads = max(1, int(n_threads))
         n_rows = self.last_row - self.first_row
-        needed = block_bytes(n_rows, self.n_samples, self.dtype)
-        if memory_limit and needed > 0.8 * memory_limit:
-            raise MemoryError(
-                f"A block of {n_rows} rows x {self.n_samples} columns in {self.dtype.name} "
-                f"needs about {needed / 2**30:.2f} GiB (S, R and A rows), more than 80% of this "
-                f"worker's memory limit ({memory_limit / 2**30:.2f} GiB). Use more workers, "
-                "workers with more memory, or float32 input."
-            )
+        self.check_memory(n_samples, first_row, last_row, dtype, memory_limit)
         self.S = None
         self._window = None
         self.R = np.zeros((n_rows, self.n_samples), dtype=self.dtype)
@@ -160,6 +153,21 @@ class RowBlock(MessageBlock):
         self._plan_units()
         if S_rows is not None:
             self._take_similarities(S_rows)
+
+    @staticmethod
+    def check_memory(n_samples, first_row, last_row, dtype, memory_limit, **options):
+        """MemoryError when the block would not fit in 80% of ``memory_limit``
+        (run by the constructor, and by ``_cluster.start_blocks`` on the
+        client before the actor is submitted)."""
+        n_rows = int(last_row) - int(first_row)
+        needed = block_bytes(n_rows, int(n_samples), dtype)
+        if memory_limit and needed > 0.8 * memory_limit:
+            raise MemoryError(
+                f"A block of {n_rows} rows x {n_samples} columns in {np.dtype(dtype).name} "
+                f"needs about {needed / 2**30:.2f} GiB (S, R and A rows), more than 80% of this "
+                f"worker's memory limit ({memory_limit / 2**30:.2f} GiB). Use more workers, "
+                "workers with more memory, or float32 input."
+            )
 
     def _plan_units(self):
         """Cut the block's rows into units of work for the pass and decide

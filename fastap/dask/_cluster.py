@@ -167,8 +167,8 @@ def start_blocks(client, bounds, dtype, workers=None, row_chunks=None, timeout=N
     ``row_chunks`` (futures of the blocks' rows of a precomputed ``S``,
     already on the workers) are handed to the actors where they live;
     ``block_options[p]`` (a dict) adds keyword arguments of block ``p``.
-    Each block checks its size against its worker's memory limit before
-    allocating; a refusal raises MemoryError here.
+    Each block's size is checked against its worker's memory limit here,
+    before any actor is submitted (MemoryError), and again by the block.
     """
     info = client.scheduler_info(n_workers=-1)["workers"]
     if not info:
@@ -178,10 +178,20 @@ def start_blocks(client, bounds, dtype, workers=None, row_chunks=None, timeout=N
         addresses = sorted(info)
         workers = [addresses[p % len(addresses)] for p in range(n_blocks)]
     n_samples = int(bounds[-1])
+    options_of_block = [dict(block_options[p]) if block_options is not None else {}
+                        for p in range(n_blocks)]
+    # Refused here, before any actor exists: an actor's constructor that
+    # raises leaves its arguments (a dask array's rows) in a reference cycle
+    # on the worker until the worker's garbage collector runs.
+    for p in range(n_blocks):
+        block_class.check_memory(
+            n_samples, bounds[p], bounds[p + 1], dtype,
+            info[workers[p]].get("memory_limit") or None, **options_of_block[p],
+        )
     futures = []
     for p in range(n_blocks):
         worker = workers[p]
-        options = dict(block_options[p]) if block_options is not None else {}
+        options = options_of_block[p]
         if row_chunks is not None:
             options["S_rows"] = row_chunks[p]
         futures.append(

@@ -61,14 +61,7 @@ class SparseRowBlock(MessageBlock):
         self.dtype = np.dtype(dtype)
         self.n_threads = max(1, int(n_threads))
         n_rows = self.last_row - self.first_row
-        needed = sparse_block_bytes(n_rows, int(n_pairs), self.n_samples, self.dtype)
-        if memory_limit and needed > 0.8 * memory_limit:
-            raise MemoryError(
-                f"A block of {n_rows} rows storing {n_pairs} pairs in {self.dtype.name} needs "
-                f"about {needed / 2**30:.2f} GiB (S, R and A per stored pair), more than 80% of "
-                f"this worker's memory limit ({memory_limit / 2**30:.2f} GiB). Use more "
-                "workers, workers with more memory, or float32 input."
-            )
+        self.check_memory(n_samples, first_row, last_row, dtype, memory_limit, n_pairs=n_pairs)
         self.indptr = self.indices = self.S = self.diagonal = None
         self.col_indptr = self.col_order = None
         self.R = self.A = None
@@ -79,6 +72,20 @@ class SparseRowBlock(MessageBlock):
         self.parallel = False
         self._selection = None
         self._window = None
+
+    @staticmethod
+    def check_memory(n_samples, first_row, last_row, dtype, memory_limit, n_pairs=0, **options):
+        """MemoryError when the block would not fit in 80% of ``memory_limit``
+        (see ``RowBlock.check_memory``)."""
+        n_rows = int(last_row) - int(first_row)
+        needed = sparse_block_bytes(n_rows, int(n_pairs), int(n_samples), dtype)
+        if memory_limit and needed > 0.8 * memory_limit:
+            raise MemoryError(
+                f"A block of {n_rows} rows storing {n_pairs} pairs in {np.dtype(dtype).name} "
+                f"needs about {needed / 2**30:.2f} GiB (S, R and A per stored pair), more than "
+                f"80% of this worker's memory limit ({memory_limit / 2**30:.2f} GiB). Use more "
+                "workers, workers with more memory, or float32 input."
+            )
 
     # ------------------------------------------------------------------
     # The graph, the preference, the noise.

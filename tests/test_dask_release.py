@@ -8,8 +8,10 @@ one the workers hold no actor and their memory is back near its baseline,
 with Python's cyclic garbage collector disabled in the client and the
 workers: the blocks go by reference counting and explicit release, never
 by luck of a collection. Before the fix, every fit left its blocks (one
-S block, 61 MiB a worker at N=4,000) alive until a collection ran: ten fits
-exceed the 1 GiB limit.
+S block, 61 MiB a worker at N=4,000) alive until a collection ran: from
+about the sixth fit a worker (280 MiB at rest, 183 MiB more during a fit)
+would pass Dask's pause threshold (80% of 1 GiB), by the ninth its
+termination threshold (95%).
 
 Every wait is bounded; the cluster is closed by its fixture's finalizer.
 """

@@ -249,16 +249,22 @@ class AdaptiveDamping:
     step, maximum, oscillation_fraction : float
     n_samples : int or None
         Samples of the problem (None: no test for mass flipping).
+    compare_windows : bool
+        Also raise on a flicker that does not die down (against the window
+        before). The ``n_clusters`` search turns this and the mass test off:
+        it repeats unsettled steps at damping 0.9 itself, and its steps
+        keep the clusters a cold fit at the found preference gives.
     """
 
     def __init__(self, initial=0.5, window=30, step=0.05, maximum=0.95, oscillation_fraction=0.5,
-                 n_samples=None):
+                 n_samples=None, compare_windows=True):
         self.initial = float(initial)
         self.window = int(window)
         self.step = step
         self.maximum = maximum
         self.oscillation_fraction = oscillation_fraction
         self.n_samples = n_samples
+        self.compare_windows = compare_windows
         self.reset()
 
     def reset(self):
@@ -283,7 +289,8 @@ class AdaptiveDamping:
             self._seen, self._changed, self._flag_changes, n_samples=self.n_samples,
             n_previous_changed=self._previous_changed, fraction=self.oscillation_fraction,
         ) and self._since_change < max(1, self.window // 4)
-        self._previous_changed = self._changed
+        if self.compare_windows:
+            self._previous_changed = self._changed
         self._seen = self._changed = self._flag_changes = 0
         if oscillating and self.damping < self.maximum:
             # Rounded so that the steps land on 0.55, 0.6, ... exactly.

@@ -186,7 +186,7 @@ class NClustersSearch:
         state.prepare()
         self.monitors = _run.Monitors(
             state, self.options,
-            _run.AdaptiveDamping(self.options.damping, n_samples=state.n_samples), progress=False,
+            _run.AdaptiveDamping(self.options.damping, compare_windows=False), progress=False,
         )
         best, best_flags = self._bisect()
         final = self.steps[-1]

@@ -310,8 +310,10 @@ def test_n_clusters_validation():
 
 def test_n_clusters_float32_and_precomputed(float_dtype):
     X = blobs(200, centers=5, cluster_std=0.7, random_state=4, dtype=float_dtype)
+    # float32 on its engine (under "auto" this size runs in float64).
     model = AffinityPropagation(
-        affinity="precomputed", n_clusters=5, random_state=0
+        affinity="precomputed", n_clusters=5, random_state=0,
+        engine="lean" if float_dtype == np.float32 else "auto",
     ).fit(similarity(X.astype(np.float64)).astype(float_dtype))
     assert len(model.cluster_centers_indices_) == 5
     assert model.affinity_matrix_.dtype == float_dtype

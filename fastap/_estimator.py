@@ -530,7 +530,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         process has spent the compile cost in NumPy (``_cold_start``)."""
         numpy_state = _numpy_engine.NumpyMessageState(
             S, preference, damping=options.damping, random_state=self._noise_stream(),
-            warm_messages=warm,
+            n_threads=n_threads, warm_messages=warm,
         )
         engine = _cold_start.dense_engine(S.shape[0], n_threads)
         return _numpy_engine.ColdStartMessageState(

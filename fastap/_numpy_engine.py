@@ -20,6 +20,9 @@ Which path a fit takes (``_cold_start.choose_numpy_path``) depends on the
 cache; what it computes does not.
 """
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy import sparse
 
@@ -203,6 +206,22 @@ def evidence_margin(A, R, exemplars, assigned):
 # The engine.
 # --------------------------------------------------------------------------
 
+# From this size the passes run on threads, by blocks of rows (below it the
+# thread hand-offs, ~14 a pass, cost more than they save).
+THREADED_MIN_SAMPLES = 400
+
+_pools = {}
+_pools_lock = threading.Lock()
+
+
+def thread_pool(n_threads):
+    """A process-wide pool of ``n_threads`` threads (kept: a fit interrupted
+    by Ctrl-C leaves it idle, to be reused, not leaked)."""
+    with _pools_lock:
+        if n_threads not in _pools:
+            _pools[n_threads] = ThreadPoolExecutor(n_threads, thread_name_prefix="fastap-numpy")
+        return _pools[n_threads]
+
 
 class NumpyMessageState(DampingPairs):
     """Dense Affinity Propagation in NumPy: ``S``, ``R``, ``A`` in float64.
@@ -221,12 +240,18 @@ class NumpyMessageState(DampingPairs):
     preference : ndarray, 0-d or (n,), float64
     damping : float
     random_state : numpy.random.RandomState
+    n_threads : int
+        Threads for the passes (from :data:`THREADED_MIN_SAMPLES` on);
+        results do not depend on it.
     warm_messages : tuple (R, A) or None
         Complete messages to continue from, updated in place.
     """
 
-    def __init__(self, S, preference, *, damping, random_state, warm_messages=None):
+    def __init__(self, S, preference, *, damping, random_state, n_threads=1,
+                 warm_messages=None):
         self.S = S
+        self.n_threads = max(1, int(n_threads))
+        self._pool = None
         self.n_samples = S.shape[0]
         self.dtype = S.dtype
         self.preference = preference
@@ -273,14 +298,44 @@ class NumpyMessageState(DampingPairs):
         self.scratch = np.empty((n, n))
         self.col_sum = np.zeros(n)
         self._rows = np.arange(n)
+        n_tasks = self.n_threads if n >= THREADED_MIN_SAMPLES else 1
+        self._pool = thread_pool(n_tasks) if n_tasks > 1 else None
+        bounds = np.linspace(0, n, n_tasks + 1).astype(int)
+        self._blocks = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
     # -- iterations ---------------------------------------------------------
 
     def iterate(self):
-        """scikit-learn's iteration, operation for operation, in place."""
-        S, R, A, tmp, rows = self.S, self.R, self.A, self.scratch, self._rows
+        """scikit-learn's iteration, operation for operation, in place: the
+        responsibilities and ``max(R, 0)`` by blocks of rows, the column
+        sums by blocks of columns (each still added row 0, 1, 2, ...), the
+        availabilities by blocks of rows; on threads when there are several
+        (NumPy's loops release the GIL), with the same bits."""
         damping, one_minus_damping = self.damping_pair
-        np.add(A, S, out=tmp)
+        self._run_blocks(self._responsibility_rows, damping, one_minus_damping)
+        self._run_blocks(self._column_sums)
+        self._run_blocks(self._availability_rows, damping, one_minus_damping)
+        self.keep_damping_as_last()
+        exemplar = np.diagonal(self.A) + np.diagonal(self.R) > 0
+        n_changed = int(np.count_nonzero(exemplar != self.is_exemplar))
+        self.is_exemplar = exemplar
+        return int(np.count_nonzero(exemplar)), n_changed
+
+    def _run_blocks(self, function, *args):
+        if self._pool is None:
+            function(0, self.n_samples, *args)
+            return
+        futures = [self._pool.submit(function, start, stop, *args)
+                   for start, stop in self._blocks]
+        for future in futures:
+            future.result()
+
+    def _responsibility_rows(self, start, stop, damping, one_minus_damping):
+        """Rows ``[start, stop)``: ``R`` updated, ``max(R, 0)`` (diagonal
+        unclipped) left in the scratch rows."""
+        S, R, tmp = self.S[start:stop], self.R[start:stop], self.scratch[start:stop]
+        rows = self._rows[: stop - start]
+        np.add(self.A[start:stop], S, out=tmp)
         best = np.argmax(tmp, axis=1)
         best_value = tmp[rows, best]
         tmp[rows, best] = -np.inf
@@ -291,20 +346,22 @@ class NumpyMessageState(DampingPairs):
         R *= damping
         R += tmp
         np.maximum(R, 0, out=tmp)
-        tmp.flat[:: self.n_samples + 1] = R.flat[:: self.n_samples + 1]
-        self.col_sum = np.sum(tmp, axis=0)
+        diagonal = (rows, self._rows[start:stop])
+        tmp[diagonal] = R[diagonal]
+
+    def _column_sums(self, start, stop):
+        np.sum(self.scratch[:, start:stop], axis=0, out=self.col_sum[start:stop])
+
+    def _availability_rows(self, start, stop, damping, one_minus_damping):
+        tmp, A = self.scratch[start:stop], self.A[start:stop]
+        diagonal = (self._rows[: stop - start], self._rows[start:stop])
         tmp -= self.col_sum
-        diagonal = np.diagonal(tmp).copy()
+        diagonal_values = tmp[diagonal]
         tmp.clip(0, np.inf, tmp)
-        tmp.flat[:: self.n_samples + 1] = diagonal
+        tmp[diagonal] = diagonal_values
         tmp *= one_minus_damping
         A *= damping
         A -= tmp
-        self.keep_damping_as_last()
-        exemplar = np.diagonal(A) + np.diagonal(R) > 0
-        n_changed = int(np.count_nonzero(exemplar != self.is_exemplar))
-        self.is_exemplar = exemplar
-        return int(np.count_nonzero(exemplar)), n_changed
 
     def complete_availability(self):
         """Nothing pending: every iteration completes ``A``."""
@@ -360,6 +417,7 @@ class NumpyMessageState(DampingPairs):
 
     def release(self):
         self.R = self.A = self.scratch = None
+        self._pool = None
 
 
 class ColdStartMessageState:

@@ -76,6 +76,14 @@ def test_numpy_path_equals_compiled_bitwise(case, monkeypatch):
     assert_same_fit(numpy_fit, compiled_fit)
 
 
+@pytest.mark.parametrize("n_jobs", [1, 2, 3])
+def test_threaded_numpy_passes_are_bitwise(n_jobs, monkeypatch):
+    X = blobs(_numpy_engine.THREADED_MIN_SAMPLES + 7, seed=8)
+    params = dict(keep_messages=True, n_jobs=n_jobs, max_iter=40)
+    assert_same_fit(fit("numpy", X, monkeypatch, **params),
+                    fit("compiled", X, monkeypatch, **params))
+
+
 def test_precomputed_sparse_features_and_callable_on_both_paths(monkeypatch):
     X = blobs(40, seed=3)
     S = -((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)

@@ -210,6 +210,12 @@ def evidence_margin(A, R, exemplars, assigned):
 # thread hand-offs, ~14 a pass, cost more than they save).
 THREADED_MIN_SAMPLES = 400
 
+# Elements of a block of rows that every operation of a phase sees in turn
+# before the next block (1 MiB of float64: the block's S, A, R and scratch
+# rows stay in cache through the phase's ~10 operations instead of
+# streaming each matrix from memory ~10 times).
+BLOCK_ELEMENTS = 1 << 17
+
 _pools = {}
 _pools_lock = threading.Lock()
 
@@ -298,6 +304,7 @@ class NumpyMessageState(DampingPairs):
         self.scratch = np.empty((n, n))
         self.col_sum = np.zeros(n)
         self._rows = np.arange(n)
+        self._block_rows = max(1, BLOCK_ELEMENTS // n)
         n_tasks = self.n_threads if n >= THREADED_MIN_SAMPLES else 1
         self._pool = thread_pool(n_tasks) if n_tasks > 1 else None
         bounds = np.linspace(0, n, n_tasks + 1).astype(int)
@@ -331,6 +338,16 @@ class NumpyMessageState(DampingPairs):
             future.result()
 
     def _responsibility_rows(self, start, stop, damping, one_minus_damping):
+        for first in range(start, stop, self._block_rows):
+            self._responsibility_block(first, min(first + self._block_rows, stop), damping,
+                                       one_minus_damping)
+
+    def _availability_rows(self, start, stop, damping, one_minus_damping):
+        for first in range(start, stop, self._block_rows):
+            self._availability_block(first, min(first + self._block_rows, stop), damping,
+                                     one_minus_damping)
+
+    def _responsibility_block(self, start, stop, damping, one_minus_damping):
         """Rows ``[start, stop)``: ``R`` updated, ``max(R, 0)`` (diagonal
         unclipped) left in the scratch rows."""
         S, R, tmp = self.S[start:stop], self.R[start:stop], self.scratch[start:stop]
@@ -352,7 +369,7 @@ class NumpyMessageState(DampingPairs):
     def _column_sums(self, start, stop):
         np.sum(self.scratch[:, start:stop], axis=0, out=self.col_sum[start:stop])
 
-    def _availability_rows(self, start, stop, damping, one_minus_damping):
+    def _availability_block(self, start, stop, damping, one_minus_damping):
         tmp, A = self.scratch[start:stop], self.A[start:stop]
         diagonal = (self._rows[: stop - start], self._rows[start:stop])
         tmp -= self.col_sum

@@ -1,6 +1,9 @@
 """Compile time per kernel: what a cold fit, or a whole warm-up, compiles.
 
-Runs the chosen workload in a new process with an empty kernel cache and
+Runs the chosen workload (a first fit of 300 samples, float64 or float32;
+the whole warm-up; ``handover``: a first float64 fit whose NumPy engine
+hands over to the compiled one at once, what the first compiling fit of a
+cold process compiles) in a new process with an empty kernel cache and
 ``FASTAP_COLD_START=compiled`` (the NumPy engine would compile nothing),
 records Numba's ``numba:compile`` events (one per dispatcher and signature,
 nested when a kernel compiles its callees) and prints the ten largest
@@ -9,7 +12,7 @@ the number of compiled specialisations and the total.
 
 Usage::
 
-    python asv_benchmarks/compile_times.py {float64,float32,warmup} [--top 10]
+    python asv_benchmarks/compile_times.py {float64,float32,warmup,handover} [--top 10]
         [--fastap-path DIR] [--json OUT]
 """
 
@@ -49,6 +52,12 @@ with event.install_listener("numba:compile", Listener()):
         warnings.simplefilter("ignore")
         if workload == "warmup":
             fastap.warmup()
+        elif workload == "handover":
+            # The NumPy engine hands over at once: what the first compiling
+            # fit of a cold process compiles.
+            from fastap import _cold_start
+            _cold_start.LEDGER.budget = 1.0  # spent by the set-up
+            AffinityPropagation(random_state=0).fit(X)
         else:
             AffinityPropagation(random_state=0).fit(X.astype(workload))
 total = time.perf_counter() - started
@@ -65,13 +74,13 @@ print(json.dumps({"total": total, "exclusive": exclusive,
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("workload", choices=["float64", "float32", "warmup"])
+    parser.add_argument("workload", choices=["float64", "float32", "warmup", "handover"])
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--fastap-path", default=None)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     env = dict(os.environ, FASTAP_CACHE_DIR=tempfile.mkdtemp(prefix="fastap-compile-"),
-               FASTAP_COLD_START="compiled")
+               FASTAP_COLD_START="auto" if args.workload == "handover" else "compiled")
     if args.fastap_path:
         env["PYTHONPATH"] = args.fastap_path + os.pathsep + env.get("PYTHONPATH", "")
     output = subprocess.run([sys.executable, "-c", CHILD, args.workload], env=env, check=True,

@@ -75,7 +75,8 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
     copy : bool, default=True
         Make a copy of input data. With ``copy=False`` and a C-ordered
         float32 or float64 precomputed matrix, the matrix is modified in
-        place (it becomes ``affinity_matrix_``), as in scikit-learn.
+        place (it becomes ``affinity_matrix_``), as in scikit-learn (not a
+        float32 matrix of at most 2,000 samples, which is fitted in float64).
 
     preference : array-like of shape (n_samples,) or float, default=None
         Preferences for each point: points with larger values are more

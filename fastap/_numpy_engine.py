@@ -1,7 +1,7 @@
 """The NumPy engine: scikit-learn's loop in plain NumPy, for the cold start.
 
 A fresh environment has no compiled kernels: the first fit would wait
-10-20 s for Numba, while scikit-learn's NumPy loop fits N = 500 in 0.2 s.
+12-20 s for Numba, while scikit-learn's NumPy loop fits N = 500 in 0.2 s.
 :class:`NumpyMessageState` implements the run's message-state protocol
 (``_run.MessageState``) with whole-matrix NumPy operations and nothing
 compiled, in float64, with scikit-learn's arithmetic in scikit-learn's
@@ -12,8 +12,8 @@ quantile, noise, assignment, preference range) are likewise bitwise the
 compiled steps' results, so a fit that runs here never compiles.
 
 :class:`ColdStartMessageState` runs the NumPy engine and hands its messages
-over to the compiled engine, mid-fit, once the NumPy time this process has
-spent reaches the compile cost (ski rental: any sequence of fits costs at
+over to the compiled engine, mid-fit, once the NumPy work this process has
+done reaches the compile cost (ski rental: any sequence of fits costs at
 most about twice the better of "NumPy only" and "compile first"); the
 messages are carried bitwise, so the hand-over does not change the result.
 Which path a fit takes (``_cold_start.choose_numpy_path``) depends on the

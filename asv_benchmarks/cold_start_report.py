@@ -64,6 +64,9 @@ def measure(library, n, dtype, repeat, fastap_path):
     output = subprocess.run(
         [sys.executable, "-c", CHILD, library, str(n), dtype, str(repeat)],
         env=env, check=True, capture_output=True, text=True,
+        # Not the repository: ``python -c`` puts the working folder first on
+        # sys.path, ahead of --fastap-path.
+        cwd=tempfile.gettempdir(),
     ).stdout
     total = time.perf_counter() - start
     result = json.loads(output.strip().splitlines()[-1])

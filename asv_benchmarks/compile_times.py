@@ -83,8 +83,10 @@ def main():
                FASTAP_COLD_START="auto" if args.workload == "handover" else "compiled")
     if args.fastap_path:
         env["PYTHONPATH"] = args.fastap_path + os.pathsep + env.get("PYTHONPATH", "")
+    # Run from the temp folder: ``python -c`` puts the working folder first on
+    # sys.path, ahead of --fastap-path.
     output = subprocess.run([sys.executable, "-c", CHILD, args.workload], env=env, check=True,
-                            capture_output=True, text=True).stdout
+                            capture_output=True, text=True, cwd=tempfile.gettempdir()).stdout
     result = json.loads(output.strip().splitlines()[-1])
     if args.json:
         with open(args.json, "w") as f:

@@ -624,18 +624,18 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         warm = self._dense_warm_messages(n_samples, dtype)
         in_numpy = self._takes_numpy_path(n_samples, dtype, warm, n_threads)
         lean = self._uses_lean_engine(dtype, warm)
-        matrices = None
-        if not (warm or lean or in_numpy):
-            matrices = MessageMatrices(n_samples, dtype, n_threads)
+        allocate = not (warm or lean or in_numpy)
         if self.affinity == "precomputed":
+            matrices = MessageMatrices(n_samples, dtype, n_threads) if allocate else None
             return S, None, matrices, warm, in_numpy
         # A callable's output and sparse input's distances are N x N
         # temporaries beside S (float64 at most); the NumPy engine's scratch
-        # is one more matrix.
+        # is one more matrix. Checked before the message matrices exist.
         temporary = 8 * n_samples**2 if callable(self.affinity) or sparse.issparse(X) else 0
         _resources.check_dense_memory(
             n_samples, dtype, 1 if warm else (2 if lean else 3 + in_numpy), temporary
         )
+        matrices = MessageMatrices(n_samples, dtype, n_threads) if allocate else None
         if in_numpy:
             S = _numpy_engine.similarities(X, self.affinity, copy=self.copy)
         else:

@@ -206,12 +206,17 @@ def info():
     return 0
 
 
-def warmup_command():
-    """Compile and cache the kernels for float32 and float64."""
+def warmup_command(args=None):
+    """Compile and cache the kernels of the chosen groups, timing each."""
     from fastap import warmup
 
+    options = {}
+    if args is not None:
+        options = dict(dtypes=args.dtype or ("float64", "float32"), engines=args.engine,
+                       sparse=args.sparse, dask=args.dask)
     started = time.perf_counter()
-    warmup()
+    warmup(report=lambda group, seconds: print(f"{group:<24} {seconds:6.1f} s", flush=True),
+           **options)
     print(f"fastap kernels compiled and cached in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -286,10 +291,27 @@ def _parser():
         description="Print the versions of fastap and its dependencies, the threads a fit "
         "uses, Numba's threading layer and where compiled kernels are cached.",
     )
-    commands.add_parser(
+    warmup_parser = commands.add_parser(
         "warmup", help="compile and cache the kernels",
-        description="Compile fastap's kernels for float32 and float64 and cache them on disk, "
-        "so that the first fit does not wait for the compiler.",
+        description="Compile fastap's kernels into the kernel cache (see `fastap info`), "
+        "by group, printing the time of each. Default: both dtypes, their default dense "
+        "engines and the sparse kernels.",
+    )
+    warmup_parser.add_argument(
+        "--dtype", action="append", choices=["float64", "float32"], default=None,
+        help="only this dtype (repeatable; default both)",
+    )
+    warmup_parser.add_argument(
+        "--engine", action="append", choices=["stored", "lean"], default=None,
+        help="only this dense engine (repeatable; default: float64 stored, float32 lean "
+        "and stored)",
+    )
+    warmup_parser.add_argument(
+        "--sparse", action=argparse.BooleanOptionalAction, default=True,
+        help="the sparse-graph kernels (default on)",
+    )
+    warmup_parser.add_argument(
+        "--dask", action="store_true", help="also fastap.dask's block kernels",
     )
     return parser
 
@@ -308,7 +330,7 @@ def _run(args):
         return _cli_fit.fit_command(args)
     if args.command == "info":
         return info()
-    return warmup_command()
+    return warmup_command(args)
 
 
 def main(argv=None):

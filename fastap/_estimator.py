@@ -18,7 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from fastap import _preference, _resources, _run
+from fastap import _cold_start, _numpy_engine, _preference, _resources, _run
 from fastap._dense import DenseMessageState, MessageMatrices
 from fastap._kernels import noise, setup
 from fastap._lean import LeanMessageState
@@ -50,8 +50,9 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
     A drop-in replacement for :class:`sklearn.cluster.AffinityPropagation`:
     same parameters, attributes, warnings and, for float64 input, the same
     clusters and number of iterations, computed by parallel Numba kernels
-    that update the messages in place. float32 input runs in float32 from
-    end to end (half the memory of float64, a quarter of scikit-learn's).
+    that update the messages in place. float32 input of more than 2,000
+    samples runs in float32 from end to end (half the memory of float64, a
+    quarter of scikit-learn's); smaller float32 problems run in float64.
 
     Parameters
     ----------
@@ -74,7 +75,8 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
     copy : bool, default=True
         Make a copy of input data. With ``copy=False`` and a C-ordered
         float32 or float64 precomputed matrix, the matrix is modified in
-        place (it becomes ``affinity_matrix_``), as in scikit-learn.
+        place (it becomes ``affinity_matrix_``), as in scikit-learn (not a
+        float32 matrix of at most 2,000 samples, which is fitted in float64).
 
     preference : array-like of shape (n_samples,) or float, default=None
         Preferences for each point: points with larger values are more
@@ -280,7 +282,18 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
     float32 (scikit-learn computes its messages in float64 even then), so
     results can differ from scikit-learn's where the run is sensitive to
     rounding: on well-separated data they agree; on runs that oscillate,
-    the iteration counts and sometimes the clusters differ.
+    the iteration counts and sometimes the clusters differ. Exception:
+    float32 input of at most 2,000 samples with ``engine="auto"`` and
+    ``noise="sklearn"`` is fitted in float64 (``affinity_matrix_`` and the
+    messages float64, ``cluster_centers_`` float32), bitwise as its float64
+    copy would be; memory does not matter at that size.
+
+    Cold start: while the compiled kernels are not yet in the kernel cache,
+    a dense float64 fit of at most 4,000 samples runs scikit-learn's loop in
+    plain NumPy instead of waiting for the compiler, with bitwise the same
+    results, and moves to the compiled engine mid-fit once the process has
+    spent about the compile time in NumPy. ``FASTAP_COLD_START=compiled``
+    turns this off, ``=numpy`` never moves; ``fastap warmup`` compiles ahead.
 
     Integer input is converted to float64. A fit first estimates its memory
     and raises MemoryError if the machine clearly cannot hold it.
@@ -486,7 +499,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         )
 
     def _fit_dense(self, X, n_threads):
-        S, X, matrices, warm = self._dense_similarities(X, n_threads)
+        S, X, matrices, warm, in_numpy = self._dense_similarities(X, n_threads)
         n_samples = S.shape[0]
         self._check_n_clusters(n_samples)
         preference = None
@@ -494,25 +507,67 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
             self.preference_quantile is not None
         ):
             preference = validated_preference(
-                self._dense_preference(S, n_threads), n_samples, S.dtype
+                self._dense_preference(S, n_threads, in_numpy), n_samples, S.dtype
             )
         options = self._run_options(warm is not None)
+        preference_or_zero = S.dtype.type(0) if preference is None else preference
+        if in_numpy:
+            state = self._numpy_state(S, preference_or_zero, options, warm, n_threads)
+        else:
+            state = self._compiled_state(S, preference_or_zero, options, matrices, warm,
+                                         n_threads)
+        result = run_or_search(state, options, n_clusters=self.n_clusters,
+                               start=None if preference is None else preference[()])
+        if isinstance(state, DenseMessageState) and not state.grouped:
+            _cold_start.mark_compiled(_cold_start.dense_engine(n_samples, n_threads))
+        if result.preference is not None:
+            preference = np.asarray(result.preference)
+        return FitOutcome(result, S, preference, X)
+
+    def _compiled_state(self, S, preference, options, matrices, warm, n_threads):
         if self._uses_lean_engine(S.dtype, warm):
             engine, engine_options = LeanMessageState, {}
         else:
             # The counter noise's column sums are added by groups of rows,
             # as fastap.dask's blocks add them (see DenseMessageState).
             engine, engine_options = DenseMessageState, {"grouped_sums": self.noise == "counter"}
-        state = engine(
-            S, S.dtype.type(0) if preference is None else preference,
-            damping=options.damping, random_state=self._noise_stream(),
+        return engine(
+            S, preference, damping=options.damping, random_state=self._noise_stream(),
             n_threads=n_threads, matrices=matrices, warm_messages=warm, **engine_options,
         )
-        result = run_or_search(state, options, n_clusters=self.n_clusters,
-                               start=None if preference is None else preference[()])
-        if result.preference is not None:
-            preference = np.asarray(result.preference)
-        return FitOutcome(result, S, preference, X)
+
+    def _numpy_state(self, S, preference, options, warm, n_threads):
+        """The NumPy engine, handing over to the compiled one when this
+        process has spent the compile cost in NumPy (``_cold_start``)."""
+        numpy_state = _numpy_engine.NumpyMessageState(
+            S, preference, damping=options.damping, random_state=self._noise_stream(),
+            n_threads=n_threads, warm_messages=warm,
+        )
+        engine = _cold_start.dense_engine(S.shape[0], n_threads)
+        return _numpy_engine.ColdStartMessageState(
+            numpy_state, _cold_start.LEDGER, n_threads,
+            on_compiled=lambda compiled: _cold_start.mark_compiled(engine),
+        )
+
+    def _takes_numpy_path(self, n_samples, dtype, warm, n_threads):
+        """The NumPy engine computes what the compiled stored float64 engine
+        with row-ordered sums computes: it may stand in for that one."""
+        if np.dtype(dtype) != np.float64 or self.noise != "sklearn":
+            return False
+        if self._uses_lean_engine(dtype, warm):
+            return False
+        return _cold_start.choose_numpy_path(n_samples, n_threads)
+
+    def _similarity_dtype(self, dtype, n_samples):
+        """float32 input keeps float32 similarities and messages, except
+        small problems under ``engine="auto"`` with scikit-learn's noise,
+        which run in float64 whichever path they take (``_cold_start``)."""
+        dtype = similarity_dtype(dtype)
+        if dtype == np.float32 and self.engine == "auto" and self.noise == "sklearn" and (
+            n_samples <= _cold_start.FLOAT64_MESSAGES_MAX_SAMPLES
+        ):
+            return np.dtype(np.float64)
+        return dtype
 
     def _noise_stream(self):
         """What the dense engine draws its noise from: the random state, or
@@ -533,13 +588,22 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
             return np.dtype(dtype) == np.float32 and not wants_messages
         return self.engine == "lean"
 
-    def _dense_preference(self, S, n_threads):
+    def _dense_preference(self, S, n_threads, in_numpy=False):
         if self.preference is not None:
             return self.preference
         if self.preference_quantile is not None and S.shape[0] > 1:
+            if in_numpy:
+                value = _numpy_engine.off_diagonal_quantile(S, self.preference_quantile)
+                if self.n_clusters is None:
+                    _preference.warn_if_quantile_in_tie(
+                        self.preference_quantile, value, _preference.off_diagonal_tie(S, value)
+                    )
+                return value
             return _preference.off_diagonal_quantile_warned(
                 S, self.preference_quantile, max(2, n_threads), warn_ties=self.n_clusters is None
             )
+        if in_numpy:
+            return _numpy_engine.median(S)
         return setup.median_of_matrix(S, n_tasks=max(2, n_threads))
 
     def _warm_messages(self):
@@ -557,35 +621,49 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         return warm
 
     def _dense_similarities(self, X, n_threads):
-        """``(S, X, matrices, warm_messages)``: the similarity matrix, the
-        validated features (None for precomputed), message matrices
-        allocated ahead (None for a warm start) and the warm messages."""
+        """``(S, X, matrices, warm_messages, in_numpy)``: the similarity
+        matrix, the validated features (None for precomputed), message
+        matrices allocated ahead (None for a warm start, the lean engine and
+        the NumPy engine), the warm messages, and whether the fit runs on
+        the NumPy engine (which then computed ``S``)."""
         if self.affinity == "precomputed":
             S = self._validate_precomputed(X)
-            warm = self._dense_warm_messages(S.shape[0], S.dtype)
-            lean = self._uses_lean_engine(S.dtype, warm)
-            matrices = None if warm or lean else MessageMatrices(S.shape[0], S.dtype, n_threads)
-            return S, None, matrices, warm
-        # Keep the caller's dtype for cluster_centers_ (as scikit-learn);
-        # similarities are float32 for float32 input, else float64.
-        X = validate_data(self, X, accept_sparse="csr")
-        n_samples = X.shape[0]
-        dtype = similarity_dtype(X.dtype)
+            n_samples = S.shape[0]
+            dtype = self._similarity_dtype(S.dtype, n_samples)
+            if dtype != S.dtype:
+                S = S.astype(dtype)
+        else:
+            # Keep the caller's dtype for cluster_centers_ (as scikit-learn);
+            # similarities are float32 for float32 input, else float64.
+            X = validate_data(self, X, accept_sparse="csr")
+            n_samples = X.shape[0]
+            dtype = self._similarity_dtype(X.dtype, n_samples)
         warm = self._dense_warm_messages(n_samples, dtype)
+        in_numpy = self._takes_numpy_path(n_samples, dtype, warm, n_threads)
         lean = self._uses_lean_engine(dtype, warm)
+        allocate = not (warm or lean or in_numpy)
+        if self.affinity == "precomputed":
+            matrices = MessageMatrices(n_samples, dtype, n_threads) if allocate else None
+            return S, None, matrices, warm, in_numpy
         source = "callable" if callable(self.affinity) else (
             "sparse_features" if sparse.issparse(X) else "features"
         )
-        self._check_dense_memory(n_samples, dtype, warm, source)
-        matrices = None if warm or lean else MessageMatrices(n_samples, dtype, n_threads)
-        S = similarities(X, self.affinity, dtype, copy=self.copy)
-        return S, X, matrices, warm
+        self._check_dense_memory(n_samples, dtype, warm, source, in_numpy=in_numpy)
+        matrices = MessageMatrices(n_samples, dtype, n_threads) if allocate else None
+        if in_numpy:
+            S = _numpy_engine.similarities(X, self.affinity, copy=self.copy)
+        else:
+            S = similarities(X, self.affinity, dtype, copy=self.copy)
+        return S, X, matrices, warm, in_numpy
 
-    def _check_dense_memory(self, n_samples, dtype, warm, source):
+    def _check_dense_memory(self, n_samples, dtype, warm, source, in_numpy=False):
         """MemoryError before allocating, from the engine's footprint (a
         precomputed matrix is used in place unless ``copy``)."""
         wants_messages = self.keep_messages or self.warm_start
-        engine = "lean" if self._uses_lean_engine(dtype, warm) else "stored"
+        if in_numpy:
+            engine = "numpy"
+        else:
+            engine = "lean" if self._uses_lean_engine(dtype, warm) else "stored"
         reused = ("R", "A") if warm is not None else ()
         if source == "precomputed" and not self.copy:
             reused += ("S",)
@@ -601,7 +679,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         if len(shape) == 2 and shape[0] > 0:
             # Before validate_data, which may copy: the copy is one of the
             # matrices counted.
-            dtype = similarity_dtype(getattr(X, "dtype", np.float64))
+            dtype = self._similarity_dtype(getattr(X, "dtype", np.float64), shape[0])
             self._check_dense_memory(
                 shape[0], dtype, self._dense_warm_messages(shape[0], dtype), "precomputed"
             )

@@ -147,6 +147,11 @@ DENSE_ENGINES = {
     "lean": EngineFootprint(
         ("S", "A"), False, _lean_work_bytes, "R rebuilt from short per-row lists"
     ),
+    # The NumPy engine of small first fits (fastap/_numpy_engine.py): float64,
+    # one scratch matrix beside scikit-learn's three.
+    "numpy": EngineFootprint(
+        ("S", "R", "A", "scratch"), False, _no_work_bytes, "the NumPy engine of small first fits"
+    ),
     None: EngineFootprint(("S",), False, _no_work_bytes),
 }
 

@@ -70,7 +70,7 @@ def negative_squared_euclidean(X, out_dtype):
     if sparse.issparse(X):
         S = np.ascontiguousarray(euclidean_distances(X, squared=True), dtype=out_dtype)
         setup.negate_in_place(S)
-        _check_distances_finite(setup.count_non_finite(S), out_dtype)
+        check_distances_finite(setup.count_non_finite(S), out_dtype)
         return S
     X = np.asarray(X, dtype=np.float64)
     n_samples = X.shape[0]
@@ -81,7 +81,7 @@ def negative_squared_euclidean(X, out_dtype):
         # shape, so a blocked product can differ in the last bit).
         np.matmul(X, X.T, out=S)
         non_finite = setup.negative_squared_distances_from_gram(S, squared_norms, 0, S)
-        _check_distances_finite(non_finite, out_dtype)
+        check_distances_finite(non_finite, out_dtype)
         return S
     rows = max(1, _SIMILARITY_BLOCK_ELEMENTS // n_samples)
     gram_rows = np.empty((min(rows, n_samples), n_samples), dtype=np.float64)
@@ -93,11 +93,11 @@ def negative_squared_euclidean(X, out_dtype):
         non_finite += setup.negative_squared_distances_from_gram(
             block, squared_norms, start, S[start:stop]
         )
-    _check_distances_finite(non_finite, out_dtype)
+    check_distances_finite(non_finite, out_dtype)
     return S
 
 
-def _check_distances_finite(n_non_finite, dtype):
+def check_distances_finite(n_non_finite, dtype):
     """Squared distances beyond the dtype's range would give NaN messages
     (scikit-learn's too): a clear error instead."""
     if n_non_finite:

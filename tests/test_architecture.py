@@ -73,10 +73,14 @@ def test_no_import_cycle():
 LAYERS = [
     # (module prefix, modules it must not import)
     ("fastap._kernels", ["fastap._run", "fastap._dense", "fastap._sparse", "fastap._estimator",
+                         "fastap._numpy_engine", "fastap._cold_start",
                          "fastap._search", "fastap._neighbors", "fastap._cli"]),
     ("fastap._run", ["fastap._estimator", "fastap._dense", "fastap._sparse", "fastap._cli"]),
     ("fastap._dense", ["fastap._estimator", "fastap._cli", "fastap._sparse"]),
     ("fastap._sparse", ["fastap._estimator", "fastap._cli", "fastap._dense"]),
+    ("fastap._numpy_engine", ["fastap._estimator", "fastap._cli", "fastap._sparse",
+                              "fastap._kernels"]),
+    ("fastap._cold_start", ["fastap._estimator", "fastap._cli", "fastap._numpy_engine"]),
     ("fastap._search", ["fastap._estimator", "fastap._cli", "fastap._dense", "fastap._sparse"]),
     ("fastap._neighbors", ["fastap._estimator", "fastap._cli"]),
     ("fastap._estimator", ["fastap._cli"]),

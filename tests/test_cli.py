@@ -430,7 +430,7 @@ def test_interrupt_during_start_up_exits_130_quietly(monkeypatch, capsys):
 
 
 def test_every_subcommand_turns_errors_into_one_line(monkeypatch, capsys):
-    def no_memory():
+    def no_memory(**options):
         raise MemoryError("Unable to allocate 7.3 TiB for an array with shape (10**6, 10**6)")
 
     monkeypatch.setattr(fastap, "warmup", no_memory)
@@ -442,7 +442,7 @@ def test_every_subcommand_turns_errors_into_one_line(monkeypatch, capsys):
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
     # Only the errors a user can fix become one line; a bug is not hidden.
-    def bug():
+    def bug(**options):
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setattr(fastap, "warmup", bug)
@@ -629,7 +629,9 @@ def test_fit_damaged_npz_is_one_line_error(tmp_path, capsys):
 
 def test_fit_preference_out_of_float32_range_is_an_error(tmp_path, capsys):
     data = tmp_path / "points.csv"
-    data.write_text("1,2\n3,4\n10,10\n11,11\n")
+    # More than 2,000 samples: smaller float32 problems are fitted in float64
+    # (fastap/_cold_start.py), where 1e300 is a valid preference.
+    data.write_text("".join(f"{i % 7},{i % 11}\n" for i in range(2001)))
     args = ["fit", str(data), "--dtype", "float32", "--preference", "1e300", "--no-progress"]
     assert main(args) == 1
     assert "too large in magnitude for float32" in capsys.readouterr().err
@@ -1211,3 +1213,25 @@ def test_every_subcommand_help_has_a_description(command, capsys):
     assert raised.value.code == 0
     # (argparse wraps the lines, also at hyphens: compare without the spaces)
     assert "".join(description.split()) in "".join(capsys.readouterr().out.split())
+
+
+def test_warmup_chooses_groups_and_prints_each_time(monkeypatch, capsys):
+    from fastap._warmup import warmup_groups
+
+    calls = []
+
+    def fake_warmup(report, **options):
+        calls.append(options)
+        report("dense float64 stored", 1.25)
+        return {}
+
+    monkeypatch.setattr(fastap, "warmup", fake_warmup)
+    assert main(["warmup", "--dtype", "float64", "--engine", "stored", "--no-sparse"]) == 0
+    assert calls == [dict(dtypes=["float64"], engines=["stored"], sparse=False, dask=False)]
+    out = capsys.readouterr().out
+    assert "dense float64 stored" in out and "1.2 s" in out and "compiled and cached" in out
+    names = [name for name, _ in warmup_groups(["float32"], None, sparse=True, dask=True)]
+    assert names == ["dense float32 lean", "dense float32 stored", "set-up float32",
+                     "sparse float32", "dask float32"]
+    with pytest.raises(ValueError, match="engine must be one of"):
+        warmup_groups(["float64"], ["fast"])

@@ -246,9 +246,12 @@ def test_membership_confidence(case):
 
 def test_cosine_affinity_is_precomputed_cosine(float_dtype):
     X = np.abs(blobs(150, cluster_std=2.0, dtype=float_dtype))
-    model = AffinityPropagation(affinity="cosine", random_state=0).fit(X)
+    # float32 on its engine (under "auto" this size runs in float64).
+    engine = "lean" if float_dtype == np.float32 else "auto"
+    model = AffinityPropagation(affinity="cosine", random_state=0, engine=engine).fit(X)
     S = cosine_similarity(X.astype(np.float64)).astype(float_dtype)
-    precomputed = AffinityPropagation(affinity="precomputed", random_state=0).fit(S)
+    precomputed = AffinityPropagation(affinity="precomputed", random_state=0,
+                                      engine=engine).fit(S)
     np.testing.assert_array_equal(model.labels_, precomputed.labels_)
     np.testing.assert_array_equal(model.predict(X), np.argmax(
         cosine_similarity(X, model.cluster_centers_), axis=1

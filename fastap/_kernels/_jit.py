@@ -25,7 +25,9 @@ changed is loaded stale.
 them). The cache goes to a per-user directory, :func:`cache_directory`, whose
 last component is a hash of the sources of *all* kernel modules and of the
 Numba version: any change to any kernel file selects a new, empty directory,
-so nothing compiled from other sources can be loaded.
+so nothing compiled from other sources can be loaded. The hash also covers
+the CPU and the code-generation settings Numba's own key leaves out
+(:func:`machine_key`).
 """
 
 import hashlib
@@ -49,14 +51,38 @@ _COMMON_OPTIONS = {
 _KERNEL_DIRECTORY = pathlib.Path(__file__).resolve().parent
 
 
+# Numba settings that change the machine code but not Numba's own cache key
+# (numba/numba#10821): a process run once with NUMBA_OPT=0 would otherwise
+# leave -O0 kernels that later -O3 processes load without a word.
+CODEGEN_SETTINGS = ("OPT", "LOOP_VECTORIZE", "SLP_VECTORIZE", "DEBUGINFO_DEFAULT", "BOUNDSCHECK")
+
+
+def machine_key():
+    """What Numba compiles for: the CPU name and feature string (its
+    ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` overrides, else the host's:
+    the two last items of Numba's ``codegen.magic_tuple()``) and the
+    settings of :data:`CODEGEN_SETTINGS`, as one string."""
+    import llvmlite.binding as llvm
+
+    config = numba.config
+    name = config.CPU_NAME or llvm.get_host_cpu_name()
+    features = config.CPU_FEATURES
+    if features is None:
+        features = llvm.get_host_cpu_features().flatten()
+    settings = " ".join(f"{key}={getattr(config, key, None)!r}" for key in CODEGEN_SETTINGS)
+    return f"cpu {name} {features}\n{settings}\n"
+
+
 def _kernel_sources_key():
-    """Hash of every kernel module's source and of the Numba version.
+    """Hash of every kernel module's source, the Numba version and
+    :func:`machine_key` (CPU and code-generation settings).
 
     Read once per process: a kernel compiled later in the same process is
     compiled from the functions imported at start-up, so it belongs under the
     key of the sources as they were then.
     """
     digest = hashlib.sha256(f"numba {numba.__version__}\n".encode())
+    digest.update(machine_key().encode())
     for path in sorted(_KERNEL_DIRECTORY.glob("*.py")):
         digest.update(path.name.encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")

@@ -616,7 +616,7 @@ def update_lean_messages_parallel(
     for group in prange(n_groups):
         thread = numba.get_thread_id()
         _update_lean_group(
-            group, group_rows, S, A, col_sum, group_sums, R_diagonal, row_offset, columns,
+            np.int64(group), group_rows, S, A, col_sum, group_sums, R_diagonal, row_offset, columns,
             values, count, evicted, finish, previous, current, resolution, chunk_values[thread],
             chunk_top[thread], saved[thread], chunk_max, cold_terms,
         )
@@ -683,8 +683,8 @@ def complete_lean_availability(
     for i in prange(S.shape[0]):
         exact = np.empty(columns.shape[1], dtype=np.float64)
         finish_lean_availability_row(
-            i, S[i], A[i], col_sum, scale, dtype(row_offset[i]), columns[i], values[i],
-            count[i], damping, one_minus_damping, exact,
+            np.int64(i), S[i], A[i], col_sum, scale, dtype(row_offset[i]), columns[i],
+            values[i], count[i], damping, one_minus_damping, exact,
         )
 
 
@@ -711,7 +711,8 @@ def shift_lean_preference(
         exact = np.empty(columns.shape[1], dtype=np.float64)
         if finish:
             finish_lean_availability_row(
-                i, S_row, A_row, col_sum, scale, offset, columns[i], values[i], n_entries,
+                np.int64(i), S_row, A_row, col_sum, scale, offset, columns[i], values[i],
+                n_entries,
                 damping, one_minus_damping, exact,
             )
         for m in range(n_entries):

@@ -53,6 +53,7 @@ B. J. Frey and D. Dueck, "Clustering by Passing Messages Between Data
 Points", Science 315 (2007), 972-976.
 """
 
+import numpy as np
 from numba import prange
 
 from fastap._kernels._jit import parallel_kernel, serial_kernel
@@ -365,7 +366,7 @@ def update_messages_serial(
 ):
     """One fused AP pass on one thread, ordered column sums (see above)."""
     _update_rows(
-        0, S.shape[0], S, A, R, col_sum, col_sum_acc, damping, one_minus_damping,
+        np.int64(0), S.shape[0], S, A, R, col_sum, col_sum_acc, damping, one_minus_damping,
         previous_damping, previous_one_minus_damping, finish_previous, row_values[0],
         chunk_top[0], True,
     )
@@ -544,7 +545,9 @@ def complete_availability(A, R, col_sum, damping, one_minus_damping):
     and for inspecting the messages). Rows are independent.
     """
     for i in prange(A.shape[0]):
-        finish_availability_row(i, A[i], R[i], col_sum, damping, one_minus_damping)
+        # int64 as the serial callers' index (a prange index is unsigned: a
+        # second compile of the helper).
+        finish_availability_row(np.int64(i), A[i], R[i], col_sum, damping, one_minus_damping)
 
 
 @parallel_kernel
@@ -566,7 +569,8 @@ def shift_preference(A, R, col_sum, delta, finish_previous, damping, one_minus_d
     n = A.shape[0]
     for i in prange(n):
         shift_preference_row(
-            i, A[i], R[i], col_sum, delta, finish_previous, damping, one_minus_damping
+            np.int64(i), A[i], R[i], col_sum, delta, finish_previous, damping,
+            one_minus_damping,
         )
     for k in range(n):
         R[k, k] += delta

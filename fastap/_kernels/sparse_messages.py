@@ -210,7 +210,7 @@ def update_rows_parallel(
     """Row pass; each row is owned by one task (rows are independent)."""
     for i in prange(indptr.size - 1):
         _update_row(
-            i, indptr, indices, diagonal, S, A, R, col_sum, damping, one_minus_damping,
+            np.int64(i), indptr, indices, diagonal, S, A, R, col_sum, damping, one_minus_damping,
             previous_damping, previous_one_minus_damping, finish_previous,
         )
 
@@ -244,7 +244,7 @@ def finish_columns_parallel(
     n_changed = 0
     for k in prange(indptr.size - 1):
         exemplar, changed = _finish_column(
-            k, indptr, diagonal, col_indptr, col_order, A, R, col_sum, damping,
+            np.int64(k), indptr, diagonal, col_indptr, col_order, A, R, col_sum, damping,
             one_minus_damping, is_exemplar,
         )
         n_exemplars += exemplar
@@ -364,8 +364,8 @@ def shift_block_stored_preference(indptr, indices, diagonal, A, R, col_sum, is_i
     stays 0 and its column sum infinite, see "Isolated samples")."""
     n_rows = indptr.size - 1
     for r in prange(n_rows):
-        shift_stored_row(r, indptr, indices, diagonal, A, R, col_sum, delta, finish_previous,
-                         damping, one_minus_damping)
+        shift_stored_row(np.int64(r), indptr, indices, diagonal, A, R, col_sum, delta,
+                         finish_previous, damping, one_minus_damping)
     for r in range(n_rows):
         if indptr[r + 1] - indptr[r] > 1:
             R[diagonal[r]] += delta

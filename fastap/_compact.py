@@ -68,6 +68,7 @@ class CompactMessageState(LeanMessageState):
         self.row_availability = np.zeros((self._n_scratch, n), dtype=dtype)
         self.slot = np.zeros((self._n_scratch, n), dtype=np.int32)
         self.exception_budget = exception_budget_bytes(n, dtype)
+        self.chunk_out = np.empty_like(self.chunk_max)
         self._allocate_exceptions(np.full(n, INITIAL_EXCEPTION_SLOTS, dtype=np.int64))
         self.reset()
 
@@ -115,6 +116,7 @@ class CompactMessageState(LeanMessageState):
             self._allocate_exceptions(
                 np.full(self.n_samples, INITIAL_EXCEPTION_SLOTS, dtype=np.int64)
             )
+        np.copyto(self.chunk_out, self.chunk_max)
         self.acol.fill(0)
         self.A_diagonal.fill(0)
         self.exception_count.fill(0)
@@ -136,7 +138,7 @@ class CompactMessageState(LeanMessageState):
         if self.availability_pending:
             self._advance_columns()
         arguments = (
-            self.S, self.chunk_max, self.acol, self.A_diagonal, self.col_sum, self.group_sums,
+            self.S, (self.chunk_max, self.chunk_out), self.acol, self.A_diagonal, self.col_sum, self.group_sums,
             self.R_diagonal, self.row_offset, self._corrections(), self._exceptions(),
             self.availability_pending, previous, current, self._resolution, self.group_rows,
             self.row_availability, self.slot, self.chunk_values, self.chunk_top, self._saved,
@@ -184,7 +186,7 @@ class CompactMessageState(LeanMessageState):
         self._allocate_exceptions(slots)
         compact_messages.append_missed_exceptions(
             rows, self.S, self.acol, self.row_offset, self._corrections(), self._exceptions(),
-            self.dtype.type(self.scale),
+            self.dtype.type(self.scale), self.chunk_out,
         )
         self.missed.fill(0)
 
@@ -260,5 +262,5 @@ class CompactMessageState(LeanMessageState):
 
     def release(self):
         super().release()
-        self.acol = self.A_diagonal = self.row_availability = self.slot = None
+        self.acol = self.A_diagonal = self.row_availability = self.slot = self.chunk_out = None
         self.exception_columns = self.exception_values = self._materialized = None

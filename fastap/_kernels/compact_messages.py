@@ -57,6 +57,7 @@ from numba import prange
 from fastap._kernels._jit import parallel_kernel, serial_kernel
 from fastap._kernels.lean_messages import (
     lean_chunk_keys,
+    lean_chunk_sums,
     lean_fix_list_sums,
     lean_rebuilt_responsibility,
     lean_save_list_sums,
@@ -123,16 +124,14 @@ def _row_keys(S_row, A_row, chunk_top):
 
 
 @serial_kernel
-def _chunk_sums_count_new(lo, hi, S_row, group_sum, scale, offset, slot):
-    """``group_sum += max(c S - z, 0)`` on a chunk; returns how many
-    unmarked columns have a positive ``c S - z``."""
-    zero = S_row.dtype.type(0)
-    new = 0
+def _unlisted_chunk_max(lo, hi, j, S_row, slot):
+    """Largest ``S(j, k)`` of a chunk over the columns not in the row's
+    exception list (``slot <= 0``) and off the diagonal."""
+    top = S_row.dtype.type(-np.inf)
     for k in range(lo, hi):
-        r = scale * S_row[k] - offset
-        group_sum[k] += max(r, zero)
-        new += np.int64((r > zero) & (slot[k] == 0))
-    return new
+        if slot[k] <= 0 and k != j:
+            top = max(top, S_row[k])
+    return top
 
 
 @serial_kernel
@@ -161,12 +160,13 @@ def _append_chunk(lo, hi, S_row, scale, offset, slot, acol, ex_columns, ex_value
 
 @serial_kernel
 def _sums_and_new_exceptions(
-    j, S_row, chunk_max_row, group_sum, scale, offset, e_columns, e_values, n_entries,
+    j, S_row, chunk_max_row, chunk_out_row, group_sum, scale, offset, e_columns, e_values, n_entries,
     R_diagonal_j, acol, ex_columns, ex_values, n_exceptions, slot, saved_sums,
 ):
     """Step 4 for row ``j`` (the lean engine's sums, bitwise) and the pairs
-    whose ``R`` turned positive. The list's columns and the diagonal are
-    marked in ``slot`` (their ``R`` is not ``c S - z``).
+    whose ``R`` turned positive. The correction list's columns and the
+    diagonal are marked in ``slot`` (their ``R`` is not ``c S - z``);
+    ``chunk_out_row``: each chunk's largest ``S`` over the unlisted columns.
     Returns ``(n_exceptions, missed)``."""
     zero = S_row.dtype.type(0)
     for m in range(n_entries):
@@ -181,11 +181,15 @@ def _sums_and_new_exceptions(
         if scale * chunk_max_row[chunk] - offset > zero:
             lo = np.uint64(chunk * SEARCH_CHUNK)
             hi = np.uint64(min(chunk * SEARCH_CHUNK + SEARCH_CHUNK, n))
-            if _chunk_sums_count_new(lo, hi, S_row, group_sum, scale, offset, slot) > 0:
+            lean_chunk_sums(lo, hi, S_row, group_sum, scale, offset)
+            # R = c S - z rounds monotonically in S: no unlisted pair of the
+            # chunk is positive unless its largest unlisted S says so.
+            if scale * chunk_out_row[chunk] - offset > zero:
                 n_exceptions, missed = _append_chunk(
                     lo, hi, S_row, scale, offset, slot, acol, ex_columns, ex_values,
                     n_exceptions, missed,
                 )
+                chunk_out_row[chunk] = _unlisted_chunk_max(lo, hi, j, S_row, slot)
     lean_fix_list_sums(
         j, diagonal_before, S_row, group_sum, scale, offset, e_columns, e_values, n_entries,
         R_diagonal_j, saved_sums,
@@ -219,13 +223,14 @@ def _restore_row(j, acol, A_row, slot, ex_columns, n_exceptions, e_columns, n_en
 
 
 @serial_kernel
-def _update_compact_row(j, S, chunk_max, acol, A_diagonal, col_sum, group_sum, R_diagonal,
+def _update_compact_row(j, S, chunk_maxima, acol, A_diagonal, col_sum, group_sum, R_diagonal,
                         row_offset, corrections, exceptions, finish, previous, current,
                         resolution, scratch):
     """Steps 1-4 for row ``j`` (tuples as :func:`update_compact_messages_serial`)."""
     e_columns, e_values, e_count, evicted = corrections
     ex_columns, ex_values, ex_start, ex_count, missed = exceptions
     A_row, slot, chunk_values, chunk_top, saved = scratch
+    chunk_max, chunk_out = chunk_maxima
     dtype = S.dtype.type
     S_row = S[j]
     start, stop = ex_start[j], ex_start[j + 1]
@@ -250,17 +255,18 @@ def _update_compact_row(j, S, chunk_max, acol, A_diagonal, col_sum, group_sum, R
         e_values[j], e_count, evicted, scale64, damping64, one_minus64, resolution,
     )
     n_entries = e_count[j]
-    n_exceptions, missed[j] = _sums_and_new_exceptions(
-        j, S_row, chunk_max[j], group_sum, dtype(scale64), dtype(row_offset[j]), e_columns[j],
-        e_values[j], n_entries, R_diagonal[j], acol, row_columns, row_values, n_exceptions,
-        slot, saved[0],
+    n_exceptions, missed_j = _sums_and_new_exceptions(
+        j, S_row, chunk_max[j], chunk_out[j], group_sum, dtype(scale64), dtype(row_offset[j]),
+        e_columns[j], e_values[j], n_entries, R_diagonal[j], acol, row_columns, row_values,
+        n_exceptions, slot, saved[0],
     )
+    missed[j] = missed_j
     ex_count[j] = n_exceptions
     _restore_row(j, acol, A_row, slot, row_columns, n_exceptions, e_columns[j], n_entries)
 
 
 @serial_kernel
-def _update_compact_group(group, group_rows, S, chunk_max, acol, A_diagonal, col_sum,
+def _update_compact_group(group, group_rows, S, chunk_maxima, acol, A_diagonal, col_sum,
                           group_sums, R_diagonal, row_offset, corrections, exceptions, finish,
                           previous, current, resolution, scratch):
     n = S.shape[0]
@@ -269,15 +275,18 @@ def _update_compact_group(group, group_rows, S, chunk_max, acol, A_diagonal, col
     scratch[0][:] = acol  # the scratch row of A holds acol outside the row updated
     for j in range(group * group_rows, min((group + 1) * group_rows, n)):
         _update_compact_row(
-            j, S, chunk_max, acol, A_diagonal, col_sum, group_sum, R_diagonal, row_offset,
+            j, S, chunk_maxima, acol, A_diagonal, col_sum, group_sum, R_diagonal, row_offset,
             corrections, exceptions, finish, previous, current, resolution, scratch,
         )
 
 
 # Arguments shared by the pass kernels
 # ------------------------------------
-# S, chunk_max, col_sum, group_sums, R_diagonal, row_offset, previous, current,
-#     resolution, group_rows, finish: as lean_messages' pass kernels.
+# S, col_sum, group_sums, R_diagonal, row_offset, previous, current, resolution,
+#     group_rows, finish: as lean_messages' pass kernels.
+# chunk_maxima : (chunk_max, chunk_out), both (n, search_chunks(n)), dtype of S:
+#     lean_messages.off_diagonal_chunk_maxima(S), and the same over each row's
+#     unlisted columns only (updated as pairs join the lists).
 # acol, A_diagonal: see the module docstring (read only in the pass).
 # corrections : (columns, values, count, evicted), the lean correction lists.
 # exceptions : (columns, values, start, count, missed): the pool (see the
@@ -289,7 +298,7 @@ def _update_compact_group(group, group_rows, S, chunk_max, acol, A_diagonal, col
 
 @serial_kernel
 def update_compact_messages_serial(
-    S, chunk_max, acol, A_diagonal, col_sum, group_sums, R_diagonal, row_offset, corrections,
+    S, chunk_maxima, acol, A_diagonal, col_sum, group_sums, R_diagonal, row_offset, corrections,
     exceptions, finish, previous, current, resolution, group_rows, row_availability, slot,
     chunk_values, chunk_top, saved,
 ):
@@ -297,14 +306,14 @@ def update_compact_messages_serial(
     scratch = (row_availability[0], slot[0], chunk_values[0], chunk_top[0], saved[0])
     for group in range(group_sums.shape[0]):
         _update_compact_group(
-            group, group_rows, S, chunk_max, acol, A_diagonal, col_sum, group_sums, R_diagonal,
+            group, group_rows, S, chunk_maxima, acol, A_diagonal, col_sum, group_sums, R_diagonal,
             row_offset, corrections, exceptions, finish, previous, current, resolution, scratch,
         )
 
 
 @parallel_kernel
 def update_compact_messages_parallel(
-    S, chunk_max, acol, A_diagonal, col_sum, group_sums, R_diagonal, row_offset, corrections,
+    S, chunk_maxima, acol, A_diagonal, col_sum, group_sums, R_diagonal, row_offset, corrections,
     exceptions, finish, previous, current, resolution, group_rows, row_availability, slot,
     chunk_values, chunk_top, saved,
 ):
@@ -318,7 +327,7 @@ def update_compact_messages_parallel(
             saved[thread],
         )
         _update_compact_group(
-            group, group_rows, S, chunk_max, acol, A_diagonal, col_sum, group_sums, R_diagonal,
+            group, group_rows, S, chunk_maxima, acol, A_diagonal, col_sum, group_sums, R_diagonal,
             row_offset, corrections, exceptions, finish, previous, current, resolution, scratch,
         )
 
@@ -438,10 +447,12 @@ def copy_exception_pool(old_columns, old_values, old_start, count, columns, valu
 
 
 @parallel_kernel
-def append_missed_exceptions(rows, S, acol, row_offset, corrections, exceptions, scale):
+def append_missed_exceptions(rows, S, acol, row_offset, corrections, exceptions, scale,
+                             chunk_out):
     """Append, to each of ``rows`` (int64), every pair whose ``R`` (as the
     last pass left it) is positive and that is not yet listed: those its
-    pass counted as missed. The pool must have room for them."""
+    pass counted as missed (the pool must have room for them); their rows of
+    ``chunk_out`` follow."""
     e_columns, e_values, e_count, _ = corrections
     ex_columns, ex_values, ex_start, ex_count, _ = exceptions
     n = S.shape[0]
@@ -463,3 +474,10 @@ def append_missed_exceptions(rows, S, acol, row_offset, corrections, exceptions,
                     ex_columns[start + ex_count[i]] = k
                     ex_values[start + ex_count[i]] = acol[k]
                     ex_count[i] += 1
+                    listed[k] = True
+        for chunk in range(chunk_out.shape[1]):
+            top = S.dtype.type(-np.inf)
+            for k in range(chunk * SEARCH_CHUNK, min(chunk * SEARCH_CHUNK + SEARCH_CHUNK, n)):
+                if not listed[k]:
+                    top = max(top, S[i, k])
+            chunk_out[i, chunk] = top

@@ -766,6 +766,7 @@ def zero_rows(M):
 # --------------------------------------------------------------------------
 
 lean_chunk_keys = _chunk_keys
+lean_chunk_sums = _chunk_sums
 lean_search_row = _search
 lean_update_row_scalars = _update_row_scalars
 lean_rebuilt_responsibility = _rebuilt

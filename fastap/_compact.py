@@ -157,7 +157,7 @@ class CompactMessageState(LeanMessageState):
             dtype(1 - damping), self.is_exemplar,
         )
         self._grow_corrections_if_full()
-        self._grow_exceptions_if_missed()
+        self._resize_exceptions()
         return result
 
     def _advance_columns(self):
@@ -170,17 +170,29 @@ class CompactMessageState(LeanMessageState):
             self.acol, self.cold_terms, dtype(self.last_damping)
         )
 
-    def _grow_exceptions_if_missed(self):
+    def _resize_exceptions(self):
         """Rows whose lists were full get room (doubling) and their missed
-        pairs; beyond the budget the state turns lean."""
+        pairs; beyond the budget the state turns lean. A pool four times
+        larger than its entries (after a transient) shrinks."""
         rows = np.flatnonzero(self.missed).astype(np.int64)
-        if rows.size == 0:
-            return
         slots = np.diff(self.exception_start)
+        if rows.size == 0:
+            entries = int(self.exception_count.sum())
+            if slots.sum() > 4 * max(entries, INITIAL_EXCEPTION_SLOTS * self.n_samples):
+                self._allocate_exceptions(
+                    np.maximum(2 * self.exception_count, INITIAL_EXCEPTION_SLOTS)
+                )
+            return
         needed = self.exception_count[rows] + self.missed[rows]
         slots[rows] = np.maximum(2 * slots[rows], needed + needed // 2)
         itemsize = self.exception_columns.itemsize + self.exception_values.itemsize
         if int(slots.sum()) * itemsize > self.exception_budget:
+            slots[rows] = needed  # no headroom near the budget
+        available = _resources.available_memory_bytes()
+        new_bytes = int(slots.sum()) * itemsize
+        if new_bytes > self.exception_budget or (
+            available is not None and new_bytes > available
+        ):
             self._fall_back_to_lean()
             return
         self._allocate_exceptions(slots)

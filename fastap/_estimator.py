@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from fastap import _resources, _run
+from fastap._compact import CompactMessageState
 from fastap._dense import DenseMessageState, MessageMatrices
 from fastap._kernels import noise, setup
 from fastap._lean import LeanMessageState
@@ -183,7 +184,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         (:mod:`fastap.dask`), whose results it then equals bitwise. Dense
         similarities and precomputed sparse graphs (the noise of a stored
         pair is that of its entry), not ``affinity='nearest_neighbors'``.
-    engine : {'auto', 'stored', 'lean'}, default='auto'
+    engine : {'auto', 'stored', 'lean', 'compact'}, default='auto'
         (fastap) The dense engine's messages. 'stored' keeps ``S``, ``R`` and
         ``A`` (float64: bitwise scikit-learn's messages); 'lean' keeps only
         ``S`` and ``A`` and rebuilds ``R`` on the fly from ``S``, one value
@@ -193,8 +194,14 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         as float32's do anyway). 'auto': lean for float32, stored for
         float64 and whenever ``warm_start`` or ``keep_messages`` asks for
         the messages (they hold an N x N ``R`` anyway, and a warm start
-        continues bitwise only on stored messages). A warm start from kept
-        messages always runs on the stored engine.
+        continues bitwise only on stored messages). 'compact' is the lean
+        engine with ``A`` compressed too (one value per column for the
+        pairs whose responsibility was never positive, a list per row for
+        the others): only ``S`` is N x N, an iteration reads it once, and
+        every result is bitwise the lean engine's (dense float32 up to
+        about N = 64,000 on 24 GiB; ``keep_messages`` then needs room for
+        ``R`` and ``A`` at the end, checked before the fit). A warm start
+        from kept messages always runs on the stored engine.
 
     Attributes
     ----------
@@ -335,7 +342,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "metric": [StrOptions({"euclidean", "cosine"})],
         "merge_fragments": ["boolean", StrOptions({"auto"})],
-        "engine": [StrOptions({"auto", "stored", "lean"})],
+        "engine": [StrOptions({"auto", "stored", "lean", "compact"})],
         "noise": [StrOptions({"sklearn", "counter"})],
     }
 
@@ -488,7 +495,8 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
             )
         options = self._run_options(warm is not None)
         if self._uses_lean_engine(S.dtype, warm):
-            engine, engine_options = LeanMessageState, {}
+            engine = CompactMessageState if self.engine == "compact" else LeanMessageState
+            engine_options = {}
         else:
             # The counter noise's column sums are added by groups of rows,
             # as fastap.dask's blocks add them (see DenseMessageState).
@@ -521,7 +529,18 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         if self.engine == "auto":
             wants_messages = self.warm_start or self.keep_messages
             return np.dtype(dtype) == np.float32 and not wants_messages
-        return self.engine == "lean"
+        return self.engine in ("lean", "compact")
+
+    def _new_dense_matrices(self, dtype, warm):
+        """N x N matrices a dense fit allocates beside ``S`` (the compact
+        engine: none, but ``R`` and ``A`` at the end when they are kept)."""
+        if warm is not None:
+            return 0
+        if not self._uses_lean_engine(dtype, warm):
+            return 2
+        if self.engine == "compact":
+            return 2 if self.keep_messages or self.warm_start else 0
+        return 1
 
     def _dense_preference(self, S, n_threads):
         if self.preference is not None:
@@ -564,8 +583,10 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         # temporaries beside S (float64 at most).
         temporary = 8 * n_samples**2 if callable(self.affinity) or sparse.issparse(X) else 0
         lean = self._uses_lean_engine(dtype, warm)
+        if self.engine == "compact" and lean:
+            temporary += _resources.compact_extra_bytes(n_samples, dtype)
         _resources.check_dense_memory(
-            n_samples, dtype, 1 if warm else (2 if lean else 3), temporary
+            n_samples, dtype, 1 + self._new_dense_matrices(dtype, warm), temporary
         )
         matrices = None if warm or lean else MessageMatrices(n_samples, dtype, n_threads)
         S = similarities(X, self.affinity, dtype, copy=self.copy)
@@ -578,11 +599,14 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
             # Before validate_data, which may copy: the copy is one of the
             # matrices counted.
             dtype = similarity_dtype(getattr(X, "dtype", np.float64))
-            messages = 1 if self._uses_lean_engine(
-                dtype, self._dense_warm_messages(shape[0], dtype)
-            ) else 2
+            warm = self._dense_warm_messages(shape[0], dtype)
+            messages = 2 if warm is not None else self._new_dense_matrices(dtype, warm)
+            extra = 0
+            if self.engine == "compact" and self._uses_lean_engine(dtype, warm):
+                extra = _resources.compact_extra_bytes(shape[0], dtype)
             _resources.check_dense_memory(
-                shape[0], dtype, n_new_matrices=messages + 1 if self.copy else messages
+                shape[0], dtype, n_new_matrices=messages + 1 if self.copy else messages,
+                extra_bytes=extra,
             )
         S = validate_data(
             self, X, copy=self.copy, force_writeable=True, dtype=_FLOAT_DTYPES, order="C"

@@ -61,6 +61,19 @@ def dense_fit_bytes(n_samples, dtype, n_new_matrices):
     return n_new_matrices * n_samples * n_samples * itemsize + 64 * n_samples * itemsize
 
 
+def compact_extra_bytes(n_samples, dtype):
+    """Bytes the compact engine allocates beside ``S`` before its exception
+    lists grow: two chunk maxima per row and 256 columns, the float64 sums
+    of groups of 64 rows, the initial lists (16 entries a row) and O(N).
+    Its lists then grow with the data (at most half of one N x N matrix
+    before it turns lean: ``_compact.EXCEPTION_BUDGET_FRACTION``)."""
+    itemsize = np.dtype(dtype).itemsize
+    chunk_maxima = 2 * n_samples * (-(-n_samples // 256)) * itemsize
+    group_sums = (-(-n_samples // 64)) * n_samples * 8
+    lists = 16 * n_samples * (4 + itemsize)
+    return chunk_maxima + group_sums + lists + 64 * n_samples * itemsize
+
+
 def check_dense_memory(n_samples, dtype, n_new_matrices, extra_bytes=0):
     """Raise MemoryError, before allocating, when a dense fit clearly cannot fit.
 

@@ -12,15 +12,19 @@ same start (zero) and hold one value, ``acol(k)`` ::
 (``cs`` the column sums; this is the lean engine's cold form, bitwise its
 full formula where ``R <= 0``). Only pairs whose ``R`` was once positive,
 the exceptions, keep their own ``A``, in per-row lists that never drop an
-entry. An iteration reads ``S`` once plus the lists (the lean engine reads
-``S`` and ``A`` and writes ``A``).
+entry while it differs from ``acol`` (an entry equal to its column's
+``acol`` again takes the column's updates from then on, and rejoins with
+that value if its ``R`` turns positive again: dropping it is exact). An
+iteration reads ``S`` once plus the lists (the lean engine reads ``S`` and
+``A`` and writes ``A``).
 
 One pass over the rows does, for row ``j``, the lean engine's steps on a
 per-thread scratch row that holds ``acol`` outside the row being updated:
 
 1. finish the last iteration's availability of the row's exceptions (``R``
-   rebuilt exactly as the lean engine does) and write them and ``A(j, j)``
-   into the scratch row, which is then the row of ``A``;
+   rebuilt exactly as the lean engine does), drop those equal to ``acol``
+   again, and write the others and ``A(j, j)`` into the scratch row, which
+   is then the row of ``A``;
 2. the lean search of ``A + S`` on it (``lean_messages``' chunk keys);
 3. the lean step 3 (``z``, ``E``, ``R(j, j)``);
 4. add the positive part of ``R_t(j, :)`` into the group's column sums
@@ -106,6 +110,28 @@ def _finish_exceptions(
         p = slot[e_columns[m]] - 1
         if p >= 0:
             ex_values[p] = dtype(saved[m])
+
+
+@serial_kernel
+def _drop_settled(S_row, acol, ex_columns, ex_values, n_exceptions, slot, chunk_out_row):
+    """Drop the exceptions whose availability equals their column's
+    ``acol`` again (their updates are then the column's, and a pair whose
+    ``R`` turns positive again rejoins with ``acol``, its value: exact).
+    Keeps ``slot`` and the chunks' largest unlisted ``S``; returns the count."""
+    kept = 0
+    for p in range(n_exceptions):
+        k = ex_columns[p]
+        value = ex_values[p]
+        if value == acol[k]:
+            slot[k] = 0
+            chunk = k // SEARCH_CHUNK
+            chunk_out_row[chunk] = max(chunk_out_row[chunk], S_row[k])
+        else:
+            ex_columns[kept] = k
+            ex_values[kept] = value
+            slot[k] = kept + 1
+            kept += 1
+    return kept
 
 
 @serial_kernel
@@ -244,6 +270,9 @@ def _update_compact_row(j, S, chunk_maxima, acol, A_diagonal, col_sum, group_sum
             n_exceptions, e_columns[j], e_values[j], e_count[j], slot, dtype(previous[1]),
             dtype(previous[2]), saved[1],
         )
+    n_exceptions = _drop_settled(
+        S_row, acol, row_columns, row_values, n_exceptions, slot, chunk_out[j]
+    )
     for p in range(n_exceptions):
         A_row[row_columns[p]] = row_values[p]
     A_row[j] = A_diagonal[j]

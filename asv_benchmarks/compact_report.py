@@ -3,6 +3,7 @@
     python asv_benchmarks/compact_report.py --sizes 16000            # per iteration
     python asv_benchmarks/compact_report.py --rss 64000 --damping 0.9 --engines compact
     python asv_benchmarks/compact_report.py --counters 16000         # step 0's table
+    python asv_benchmarks/compact_report.py --profile 4000 --damping 0.9   # where time goes
     python asv_benchmarks/compact_report.py --rss-only 8000 compact 0.5   # one child
 
 Prints markdown tables with the machine load next to each (other processes
@@ -25,6 +26,9 @@ share the cores: timings beside them are noisy).
    below the running second maximum), and the exception lists (pairs ever
    positive), for 10 and 100 centers, damping 0.5 and 0.9, the given order
    and a locality order of the samples (k-means cells of about 256).
+4. ``--profile``: one thread, both engines' whole iterations and the
+   compact iteration's parts timed alone over all rows (on copies of the
+   state after 30 iterations).
 """
 
 import argparse
@@ -41,6 +45,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from lean_report import load, machine, peak_rss_mib  # noqa: E402
+
+from fastap._kernels import compact_messages as cm  # noqa: E402
+from fastap._kernels.lean_messages import lean_chunk_sums, lean_search_row  # noqa: E402
+from fastap._kernels.messages import SEARCH_CHUNK  # noqa: E402
 
 
 def blobs(n_samples, centers, locality=False):
@@ -216,8 +224,6 @@ def chunks_read(S, chunk_max, acol, A_diagonal, ex_columns, ex_values, ex_start,
 
 
 def counter_run(X, damping, n_threads, every, max_iter=400, convergence_iter=15):
-    from fastap._kernels.messages import SEARCH_CHUNK
-
     S = prepared_similarities(X)
     state = make_state("compact", S, damping, n_threads)
     n = S.shape[0]
@@ -265,6 +271,108 @@ def counters_section(n_samples, n_threads, every):
                       f"{largest:.2%} | {fell_back} | {load()} |", flush=True)
 
 
+# --------------------------------------------------------------------------
+# 4. Where a compact iteration spends its time (one thread).
+# --------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def phase_exceptions(S, acol, col_sum, row_offset, ex_columns, ex_values, ex_start, ex_count,
+                     slot, A_row, chunk_out, scale, damping):
+    """Step 1's and the restore's work on the lists (on copies)."""
+    one_minus = S.dtype.type(1) - damping
+    e_columns = np.zeros(1, dtype=np.int32)
+    e_values = np.zeros(1)
+    saved = np.zeros(1)
+    for j in range(S.shape[0]):
+        start = ex_start[j]
+        columns = ex_columns[start:ex_start[j + 1]]
+        values = ex_values[start:ex_start[j + 1]]
+        n_exceptions = ex_count[j]
+        cm._mark_exceptions(columns, n_exceptions, slot)
+        cm._finish_exceptions(S[j], col_sum, scale, S.dtype.type(row_offset[j]), columns, values,
+                              n_exceptions, e_columns, e_values, 0, slot, damping, one_minus,
+                              saved)
+        n_exceptions = cm._drop_settled(S[j], acol, columns, values, n_exceptions, slot,
+                                        chunk_out[j])
+        for p in range(n_exceptions):
+            A_row[columns[p]] = values[p]
+        cm._restore_row(j, acol, A_row, slot, columns, n_exceptions, e_columns, 0)
+
+
+@numba.njit(cache=True)
+def phase_keys_and_search(S, A_row, chunk_top, chunk_values):
+    total = 0.0
+    for j in range(S.shape[0]):
+        cm._row_keys(S[j], A_row, chunk_top)
+        total += lean_search_row(S[j], A_row, chunk_top, chunk_values)[1]
+    return total
+
+
+@numba.njit(cache=True)
+def phase_sums(S, chunk_max, row_offset, group_sum, scale):
+    n = S.shape[0]
+    hot = 0
+    for j in range(n):
+        offset = S.dtype.type(row_offset[j])
+        for chunk in range(chunk_max.shape[1]):
+            if scale * chunk_max[j, chunk] - offset > 0:
+                hot += 1
+                lo = np.uint64(chunk * SEARCH_CHUNK)
+                hi = np.uint64(min(chunk * SEARCH_CHUNK + SEARCH_CHUNK, n))
+                lean_chunk_sums(lo, hi, S[j], group_sum, scale, offset)
+    return hot
+
+
+def timed(function, *arguments, repeats=3):
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = function(*arguments)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times)), result
+
+
+def profile_section(n_samples, damping, warm_up=30):
+    numba.set_num_threads(1)
+    S = prepared_similarities(blobs(n_samples, 10))
+    states = {engine: make_state(engine, S, damping, 1) for engine in ("lean", "compact")}
+    whole = {"lean": [], "compact": []}
+    for t in range(warm_up + 5):
+        for engine, state in states.items():
+            started = time.perf_counter()
+            state.iterate()
+            if t >= warm_up:
+                whole[engine].append(time.perf_counter() - started)
+    state = states["compact"]
+    dtype = S.dtype.type
+    A_row = state.acol.copy()
+    scale = dtype(state.scale)
+    exceptions = timed(
+        phase_exceptions, S, state.acol, state.col_sum, state.row_offset,
+        state.exception_columns, state.exception_values.copy(), state.exception_start,
+        state.exception_count.copy(), np.zeros(n_samples, dtype=np.int32), A_row,
+        state.chunk_out.copy(), scale, dtype(damping),
+    )[0]
+    keys = timed(phase_keys_and_search, S, A_row, state.chunk_top[0], state.chunk_values[0])[0]
+    sums, hot = timed(phase_sums, S, state.chunk_max, state.row_offset,
+                      np.zeros(n_samples), scale)
+    lean, compact = (float(np.median(whole[e])) for e in ("lean", "compact"))
+    fraction = state.exception_count.sum() / n_samples**2
+    print(f"\n## One thread, N = {n_samples}, damping {damping}, after {warm_up} iterations "
+          f"(exceptions {fraction:.2%} of N^2, hot chunks {hot / state.chunk_max.size:.0%}; "
+          f"{machine()}, {load()})\n")
+    print("| part | ms per iteration |")
+    print("|---|---|")
+    for name, seconds in (("lean: whole iteration", lean), ("compact: whole iteration", compact),
+                          ("compact: lists (mark, finish, drop, form, restore)", exceptions),
+                          ("compact: keys of A + S and the search", keys),
+                          ("compact: column sums of the hot chunks", sums)):
+        print(f"| {name} | {seconds * 1e3:.1f} |")
+    print(f"| compact: the rest (scalars, new pairs, list growth, E, group copies) | "
+          f"{(compact - exceptions - keys - sums) * 1e3:.1f} |", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[])
@@ -275,6 +383,7 @@ def main():
     parser.add_argument("--engines", nargs="*", default=["lean", "compact"])
     parser.add_argument("--counters", type=int)
     parser.add_argument("--every", type=int, default=5)
+    parser.add_argument("--profile", type=int, nargs="*", default=[])
     parser.add_argument("--rss-only", nargs=3, metavar=("N", "ENGINE", "DAMPING"))
     args = parser.parse_args()
     if args.rss_only:
@@ -289,6 +398,8 @@ def main():
         rss_section(n, args.damping, args.engines)
     if args.counters:
         counters_section(args.counters, args.threads, args.every)
+    for n in args.profile:
+        profile_section(n, args.damping)
 
 
 if __name__ == "__main__":

@@ -138,8 +138,9 @@ class CompactMessageState(LeanMessageState):
         if self.availability_pending:
             self._advance_columns()
         arguments = (
-            self.S, (self.chunk_max, self.chunk_out), self.acol, self.A_diagonal, self.col_sum, self.group_sums,
-            self.R_diagonal, self.row_offset, self._corrections(), self._exceptions(),
+            self.S, (self.chunk_max, self.chunk_out), self.acol, self.A_diagonal, self.col_sum,
+            self.group_sums, self.R_diagonal, self.row_offset, self._corrections(),
+            self._exceptions(),
             self.availability_pending, previous, current, self._resolution, self.group_rows,
             self.row_availability, self.slot, self.chunk_values, self.chunk_top, self._saved,
         )

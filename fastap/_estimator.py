@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from fastap import _cold_start, _numpy_engine, _preference, _resources, _run
+from fastap._compact import CompactMessageState
 from fastap._dense import DenseMessageState, MessageMatrices
 from fastap._kernels import noise, setup
 from fastap._lean import LeanMessageState
@@ -195,7 +196,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         (:mod:`fastap.dask`), whose results it then equals bitwise. Dense
         similarities and precomputed sparse graphs (the noise of a stored
         pair is that of its entry), not ``affinity='nearest_neighbors'``.
-    engine : {'auto', 'stored', 'lean'}, default='auto'
+    engine : {'auto', 'stored', 'lean', 'compact'}, default='auto'
         (fastap) The dense engine's messages. 'stored' keeps ``S``, ``R`` and
         ``A`` (float64: bitwise scikit-learn's messages); 'lean' keeps only
         ``S`` and ``A`` and rebuilds ``R`` on the fly from ``S``, one value
@@ -205,8 +206,14 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         as float32's do anyway). 'auto': lean for float32, stored for
         float64 and whenever ``warm_start`` or ``keep_messages`` asks for
         the messages (they hold an N x N ``R`` anyway, and a warm start
-        continues bitwise only on stored messages). A warm start from kept
-        messages always runs on the stored engine.
+        continues bitwise only on stored messages). 'compact' is the lean
+        engine with ``A`` compressed too (one value per column for the
+        pairs whose responsibility was never positive, a list per row for
+        the others): only ``S`` is N x N, an iteration reads it once, and
+        every result is bitwise the lean engine's (dense float32 up to
+        about N = 64,000 on 24 GiB; ``keep_messages`` then needs room for
+        ``R`` and ``A`` at the end, checked before the fit). A warm start
+        from kept messages always runs on the stored engine.
 
     Attributes
     ----------
@@ -358,7 +365,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "metric": [StrOptions({"euclidean", "cosine"})],
         "merge_fragments": ["boolean", StrOptions({"auto"})],
-        "engine": [StrOptions({"auto", "stored", "lean"})],
+        "engine": [StrOptions({"auto", "stored", "lean", "compact"})],
         "noise": [StrOptions({"sklearn", "counter"})],
     }
 
@@ -526,7 +533,8 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
 
     def _compiled_state(self, S, preference, options, matrices, warm, n_threads):
         if self._uses_lean_engine(S.dtype, warm):
-            engine, engine_options = LeanMessageState, {}
+            engine = CompactMessageState if self.engine == "compact" else LeanMessageState
+            engine_options = {}
         else:
             # The counter noise's column sums are added by groups of rows,
             # as fastap.dask's blocks add them (see DenseMessageState).
@@ -586,7 +594,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         if self.engine == "auto":
             wants_messages = self.warm_start or self.keep_messages
             return np.dtype(dtype) == np.float32 and not wants_messages
-        return self.engine == "lean"
+        return self.engine in ("lean", "compact")
 
     def _dense_preference(self, S, n_threads, in_numpy=False):
         if self.preference is not None:
@@ -662,14 +670,16 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         wants_messages = self.keep_messages or self.warm_start
         if in_numpy:
             engine = "numpy"
+        elif self._uses_lean_engine(dtype, warm):
+            engine = "compact" if self.engine == "compact" else "lean"
         else:
-            engine = "lean" if self._uses_lean_engine(dtype, warm) else "stored"
+            engine = "stored"
         reused = ("R", "A") if warm is not None else ()
         if source == "precomputed" and not self.copy:
             reused += ("S",)
         _resources.check_dense_memory(
             n_samples, dtype, engine, source=source, reused=reused,
-            keep_messages=wants_messages and engine == "lean",
+            keep_messages=wants_messages and engine in ("lean", "compact"),
             float32_engine="lean" if self._uses_lean_engine(np.float32, warm) else "stored",
         )
 

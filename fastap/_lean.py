@@ -66,22 +66,28 @@ class LeanMessageState(DenseMessageState):
     # -- set-up -------------------------------------------------------------
 
     def prepare(self):
-        S = self.S
         n = self.n_samples
         self._prepare_similarities()
         if self._matrices is not None:
             _, self.A = self._matrices.ready()  # R is dropped here
         else:
-            self.A = np.empty((n, n), dtype=S.dtype)
+            self.A = np.empty((n, n), dtype=self.S.dtype)
         self._matrices = None
         self.R = None
+        # Zeroed by rows in parallel: the pages are mapped by the threads
+        # that will use them (first touch).
+        lean_messages.zero_rows(self.A)
+        self._prepare_lean_buffers()
+        self.reset()
+
+    def _prepare_lean_buffers(self):
+        """Everything but ``A``: the row state, the lists and the scratch."""
+        S = self.S
+        n = self.n_samples
         self.parallel = self.n_threads > 1 and n >= PARALLEL_MIN_SAMPLES
         # Scratch rows are indexed by numba.get_thread_id(), which ranges
         # over the whole pool, not only the threads currently in use.
         self._n_scratch = numba.config.NUMBA_NUM_THREADS if self.parallel else 1
-        # Zeroed by rows in parallel: the pages are mapped by the threads
-        # that will use them (first touch).
-        lean_messages.zero_rows(self.A)
         self.col_sum = np.zeros(n, dtype=S.dtype)
         self.col_sum_acc = np.zeros(n, dtype=np.float64)
         self.R_diagonal = np.zeros(n, dtype=S.dtype)
@@ -109,7 +115,6 @@ class LeanMessageState(DenseMessageState):
         self.group_rows = group_rows(n)
         self.group_sums = np.empty((-(-n // self.group_rows), n), dtype=np.float64)
         self._resolution = float(np.finfo(S.dtype).eps) / 2
-        self.reset()
 
     # -- iterations ---------------------------------------------------------
 
@@ -120,6 +125,10 @@ class LeanMessageState(DenseMessageState):
 
     def reset(self):
         self.A.fill(0)
+        self._reset_row_state()
+
+    def _reset_row_state(self):
+        """Everything but ``A`` as after :meth:`prepare`."""
         self.col_sum.fill(0)
         self.col_sum_acc.fill(0)
         self.R_diagonal.fill(0)
@@ -192,15 +201,20 @@ class LeanMessageState(DenseMessageState):
         self._objective.invalidate()
         if shift_messages:
             delta = np.full(n, dtype(preference) - dtype(self._scalar_preference), dtype=S.dtype)
-            lean_messages.shift_lean_preference(
-                S, self.A, self.col_sum, self.R_diagonal, self.row_offset,
-                self.correction_columns, self.correction_values, self.correction_count, delta,
-                self.availability_pending, dtype(self.scale), dtype(self.last_damping),
-                dtype(1 - self.last_damping),
-            )
+            self._shift_messages(delta)
             self.availability_pending = False
         self._scalar_preference = preference
         self.preference = np.asarray(diagonal, dtype=S.dtype)
+
+    def _shift_messages(self, delta):
+        """Messages to preferences ``delta`` higher (``A`` completed too)."""
+        dtype = self.dtype.type
+        lean_messages.shift_lean_preference(
+            self.S, self.A, self.col_sum, self.R_diagonal, self.row_offset,
+            self.correction_columns, self.correction_values, self.correction_count, delta,
+            self.availability_pending, dtype(self.scale), dtype(self.last_damping),
+            dtype(1 - self.last_damping),
+        )
 
     # -- results ------------------------------------------------------------
 
@@ -212,7 +226,7 @@ class LeanMessageState(DenseMessageState):
 
     def responsibility(self):
         """The whole ``R`` this state stands for, as a new array."""
-        R = np.empty_like(self.A)
+        R = np.empty((self.n_samples, self.n_samples), dtype=self.dtype)
         lean_messages.materialize_responsibility(
             self.S, self.R_diagonal, self.row_offset, self.correction_columns,
             self.correction_values, self.correction_count, self.dtype.type(self.scale), R,

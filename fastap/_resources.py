@@ -152,6 +152,12 @@ DENSE_ENGINES = {
     "numpy": EngineFootprint(
         ("S", "R", "A", "scratch"), False, _no_work_bytes, "the NumPy engine of small first fits"
     ),
+    # engine="compact" (fastap/_compact.py): S alone; the availabilities of
+    # never-positive pairs are one value per column.
+    "compact": EngineFootprint(
+        ("S",), False, lambda n_samples, itemsize: compact_extra_bytes(n_samples, f"f{itemsize}"),
+        "R and most of A held as one value per row and column, plus per-row lists",
+    ),
     None: EngineFootprint(("S",), False, _no_work_bytes),
 }
 
@@ -208,7 +214,7 @@ def dense_fit_memory(n_samples, dtype, engine, *, source="features", reused=(),
     n_samples : int
     dtype : float32 or float64
         Of the similarities and messages.
-    engine : {'stored', 'lean'} or None
+    engine : {'stored', 'lean', 'compact', 'numpy'} or None
         A key of :data:`DENSE_ENGINES` (resolved: see
         :func:`resolve_dense_engine`); None: the similarities alone.
     source : {'features', 'sparse_features', 'callable', 'precomputed'}
@@ -220,7 +226,8 @@ def dense_fit_memory(n_samples, dtype, engine, *, source="features", reused=(),
         Matrices that exist already and are not allocated by the fit: "S"
         (a precomputed matrix used in place), "R" and "A" (a warm start).
     keep_messages : bool
-        The lean engine materialises R at the end (a third matrix).
+        The lean engine materialises R at the end (a third matrix), the
+        compact engine R and A.
 
     Returns
     -------
@@ -240,12 +247,12 @@ def dense_fit_memory(n_samples, dtype, engine, *, source="features", reused=(),
     temporary = 0 if "S" in reused else _similarity_temporary_bytes(n_samples, dtype, source)
     set_up = similarities + temporary + (messages if footprint.messages_during_set_up else 0)
     iterations = similarities + messages + footprint.work_bytes(n_samples, itemsize)
-    if keep_messages and "R" not in footprint.matrices:
-        iterations += matrix
+    made_whole = [name for name in ("R", "A") if keep_messages and name not in footprint.matrices]
+    iterations += matrix * len(made_whole)
     notes = [footprint.note] if footprint.note else []
-    if keep_messages and "R" not in footprint.matrices:
-        new.append("R")
-        notes.append("R made whole at the end for keep_messages")
+    if made_whole:
+        new += made_whole
+        notes.append(f"{' and '.join(made_whole)} made whole at the end for keep_messages")
     notes += [f"{name} given" for name in footprint.matrices if name in reused]
     count = f"{len(new)} matrices" if len(new) != 1 else "1 matrix"
     description = (
@@ -253,6 +260,19 @@ def dense_fit_memory(n_samples, dtype, engine, *, source="features", reused=(),
         + _names(new) + "".join(f"; {note}" for note in notes)
     )
     return MemoryEstimate(int(max(set_up, iterations)), description)
+
+
+def compact_extra_bytes(n_samples, dtype):
+    """Bytes the compact engine allocates beside ``S`` before its exception
+    lists grow: two chunk maxima per row and 256 columns, the float64 sums
+    of groups of 64 rows, the initial lists (16 entries a row) and O(N).
+    Its lists then grow with the data (at most half of one N x N matrix
+    before it turns lean: ``_compact.EXCEPTION_BUDGET_FRACTION``)."""
+    itemsize = np.dtype(dtype).itemsize
+    chunk_maxima = 2 * n_samples * (-(-n_samples // 256)) * itemsize
+    group_sums = (-(-n_samples // 64)) * n_samples * 8
+    lists = 16 * n_samples * (4 + itemsize)
+    return chunk_maxima + group_sums + lists + 64 * n_samples * itemsize
 
 
 def _names(names):

@@ -759,3 +759,17 @@ def zero_rows(M):
         row = M[i]
         for k in range(row.size):
             row[k] = zero
+
+
+# --------------------------------------------------------------------------
+# Row steps shared with compact_messages.py, which runs the lean engine's
+# steps 2-4 on a row of availabilities it forms itself.
+# --------------------------------------------------------------------------
+
+lean_chunk_keys = _chunk_keys
+lean_chunk_sums = _chunk_sums
+lean_search_row = _search
+lean_update_row_scalars = _update_row_scalars
+lean_rebuilt_responsibility = _rebuilt
+lean_save_list_sums = _save_sums
+lean_fix_list_sums = _fix_sums

@@ -203,15 +203,18 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         per row and a short per-row list: two N x N matrices instead of
         three, and an iteration moves three matrix transfers instead of five
         (float64 results then differ from scikit-learn's in the last bits,
-        as float32's do anyway). 'auto': lean for float32, stored for
-        float64 and whenever ``warm_start`` or ``keep_messages`` asks for
-        the messages (they hold an N x N ``R`` anyway, and a warm start
-        continues bitwise only on stored messages). 'compact' is the lean
+        as float32's do anyway). 'auto': lean for float32 (compact when
+        only the compact engine's footprint fits in the available memory),
+        stored for float64 and whenever ``warm_start`` or ``keep_messages``
+        asks for the messages (they hold an N x N ``R`` anyway, and a warm
+        start continues bitwise only on stored messages). 'compact' is the lean
         engine with ``A`` compressed too (one value per column for the
         pairs whose responsibility was never positive, a list per row for
         the others): only ``S`` is N x N, an iteration reads it once, and
-        every result is bitwise the lean engine's (dense float32 up to
-        about N = 64,000 on 24 GiB; ``keep_messages`` then needs room for
+        every result is bitwise the lean engine's, but an iteration is
+        slower than lean's (1.4x at N = 16,000; see the README), so it is
+        the engine for memory (dense float32 up to about N = 64,000 on
+        24 GiB; ``keep_messages`` then needs room for
         ``R`` and ``A`` at the end, checked before the fit). A warm start
         from kept messages always runs on the stored engine.
 
@@ -533,7 +536,8 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
 
     def _compiled_state(self, S, preference, options, matrices, warm, n_threads):
         if self._uses_lean_engine(S.dtype, warm):
-            engine = CompactMessageState if self.engine == "compact" else LeanMessageState
+            compact = getattr(self, "_lean_engine_name", "lean") == "compact"
+            engine = CompactMessageState if compact else LeanMessageState
             engine_options = {}
         else:
             # The counter noise's column sums are added by groups of rows,
@@ -634,6 +638,9 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         matrices allocated ahead (None for a warm start, the lean engine and
         the NumPy engine), the warm messages, and whether the fit runs on
         the NumPy engine (which then computed ``S``)."""
+        # The memory check may give a float32 fit under engine="auto" the
+        # compact engine (when only its footprint fits).
+        self._lean_engine_name = "lean"
         if self.affinity == "precomputed":
             S = self._validate_precomputed(X)
             n_samples = S.shape[0]
@@ -670,13 +677,18 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         wants_messages = self.keep_messages or self.warm_start
         if in_numpy:
             engine = "numpy"
-        elif self._uses_lean_engine(dtype, warm):
-            engine = "compact" if self.engine == "compact" else "lean"
         else:
-            engine = "stored"
+            engine = "lean" if self._uses_lean_engine(dtype, warm) else "stored"
         reused = ("R", "A") if warm is not None else ()
         if source == "precomputed" and not self.copy:
             reused += ("S",)
+        if engine == "lean":
+            if self.engine == "compact":
+                engine = "compact"
+            elif self.engine == "auto":
+                engine = _resources.lean_or_compact(n_samples, dtype, source=source,
+                                                    reused=reused)
+            self._lean_engine_name = engine
         _resources.check_dense_memory(
             n_samples, dtype, engine, source=source, reused=reused,
             keep_messages=wants_messages and engine in ("lean", "compact"),

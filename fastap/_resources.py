@@ -277,6 +277,8 @@ def compact_extra_bytes(n_samples, dtype):
 
 def _names(names):
     names = list(names)
+    if not names:
+        return "none new"  # the compact engine on a precomputed S used in place
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
@@ -317,6 +319,22 @@ def nearest_neighbors_fit_memory(n_samples, n_neighbors, dtype, *, exact_median_
 
 def _gib(n_bytes):
     return f"{n_bytes / 2**30:.1f} GiB"
+
+
+def lean_or_compact(n_samples, dtype, *, source="features", reused=()):
+    """The engine ``engine="auto"`` gives a float32 fit without kept
+    messages: the lean engine, or the compact one when only the compact one
+    fits in the available memory. The two give bitwise the same results; the
+    compact engine is slower per iteration at every size measured (README,
+    "engine='compact'"), so it is chosen for its memory only."""
+    available = available_memory_bytes()
+    if available is None:
+        return "lean"
+    for engine in ("lean", "compact"):
+        if dense_fit_memory(n_samples, dtype, engine, source=source,
+                            reused=reused).bytes <= available:
+            return engine
+    return "lean"
 
 
 def check_dense_memory(n_samples, dtype, engine="auto", *, source="features", reused=(),

@@ -259,8 +259,10 @@ def test_duplicate_samples_as_the_lean_engine(float_dtype):
 def test_keep_messages_refused_before_any_iteration_when_R_and_A_cannot_fit(monkeypatch):
     X = blobs(300, centers=4, random_state=1, dtype=np.float32)
     n = X.shape[0]
-    # Room for S and the compact engine's buffers, not for R and A besides.
-    room = 2 * n * n * 4
+    # Room for S, its set-up and the compact engine's buffers, not for R and
+    # A besides.
+    room = _resources.dense_fit_memory(n, np.float32, "compact").bytes
+    assert room < _resources.dense_fit_memory(n, np.float32, "lean").bytes
     monkeypatch.setattr(_resources, "available_memory_bytes", lambda: room)
     iterations = []
     model = AffinityPropagation(engine="compact", random_state=0, keep_messages=True,
@@ -273,3 +275,38 @@ def test_keep_messages_refused_before_any_iteration_when_R_and_A_cannot_fit(monk
         AffinityPropagation(engine="compact", random_state=0).fit(X)  # fits without them
     with pytest.raises(MemoryError, match="2 matrices"):
         AffinityPropagation(engine="lean", random_state=0).fit(X)
+
+
+def test_auto_takes_the_compact_engine_only_where_lean_does_not_fit(monkeypatch):
+    # A precomputed float32 matrix used in place: the messages are all a fit adds.
+    S = similarity(blobs(2500, centers=6, random_state=3, dtype=np.float32))
+    n = S.shape[0]
+    lean_bytes, compact_bytes = (
+        _resources.dense_fit_memory(n, np.float32, engine, source="precomputed",
+                                    reused=("S",)).bytes
+        for engine in ("lean", "compact")
+    )
+    assert compact_bytes < lean_bytes
+    chosen = []
+    original = _compact.CompactMessageState.__init__
+
+    def record(self, *args, **kwargs):
+        chosen.append("compact")
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(_compact.CompactMessageState, "__init__", record)
+    fits = []
+    for room in (lean_bytes + 1, (lean_bytes + compact_bytes) // 2):
+        monkeypatch.setattr(_resources, "available_memory_bytes", lambda room=room: room)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits.append(AffinityPropagation(
+                affinity="precomputed", copy=False, damping=0.9, random_state=0
+            ).fit(S.copy()))
+        chosen.append(f"fit with {room}")
+    assert chosen == [f"fit with {lean_bytes + 1}", "compact",
+                      f"fit with {(lean_bytes + compact_bytes) // 2}"]
+    lean, compact = fits
+    np.testing.assert_array_equal(lean.labels_, compact.labels_)
+    np.testing.assert_array_equal(lean.cluster_centers_indices_, compact.cluster_centers_indices_)
+    assert lean.n_iter_ == compact.n_iter_

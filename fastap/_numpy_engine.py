@@ -28,7 +28,11 @@ from scipy import sparse
 
 from fastap._damping import DampingPairs
 from fastap._dense import DenseMessageState
-from fastap._similarity import check_distances_finite, cosine_similarities
+from fastap._similarity import (
+    callable_output_as_matrix,
+    check_distances_finite,
+    cosine_similarities,
+)
 
 # --------------------------------------------------------------------------
 # Set-up: similarities, preference, checks (NumPy twins of the kernels).
@@ -70,19 +74,7 @@ def similarities(X, affinity, copy=True):
 
 def validated_callable_similarities(S, n_samples, copy):
     """``_similarity.validated_callable_similarities`` in float64, NumPy only."""
-    if sparse.issparse(S):
-        raise TypeError("The affinity callable returned a sparse matrix; return a dense array.")
-    S = np.asarray(S)
-    if S.shape != (n_samples, n_samples):
-        raise ValueError(
-            f"The affinity callable must return an array of shape ({n_samples}, {n_samples}); "
-            f"got {S.shape}."
-        )
-    if S.dtype.kind not in "biuf":
-        raise ValueError(f"The affinity callable returned dtype {S.dtype}; expected numbers.")
-    S = np.array(S, dtype=np.float64, order="C", copy=True if copy else None)
-    if not S.flags.writeable:
-        S = S.copy()
+    S = callable_output_as_matrix(S, n_samples, np.float64, copy)
     if not np.all(np.isfinite(S)):
         raise ValueError("The affinity callable returned NaN or infinity.")
     return S

@@ -139,6 +139,16 @@ def cosine_similarities(X, out_dtype):
 def validated_callable_similarities(S, n_samples, dtype, copy):
     """What an ``affinity`` callable returned, as a finite square C-ordered
     matrix of ``dtype`` (copied unless ``copy=False`` allows using it)."""
+    S = callable_output_as_matrix(S, n_samples, dtype, copy)
+    if setup.count_non_finite(S):  # one pass, no N x N temporary
+        raise ValueError("The affinity callable returned NaN or infinity.")
+    return S
+
+
+def callable_output_as_matrix(S, n_samples, dtype, copy):
+    """An ``affinity`` callable's output as a square writeable C-ordered
+    matrix of ``dtype``, its finiteness left to the caller (a kernel here,
+    NumPy on the NumPy engine's path, which compiles nothing)."""
     if sparse.issparse(S):
         raise TypeError("The affinity callable returned a sparse matrix; return a dense array.")
     S = np.asarray(S)
@@ -152,8 +162,6 @@ def validated_callable_similarities(S, n_samples, dtype, copy):
     S = np.array(S, dtype=dtype, order="C", copy=True if copy else None)
     if not S.flags.writeable:
         S = S.copy()
-    if setup.count_non_finite(S):  # one pass, no N x N temporary
-        raise ValueError("The affinity callable returned NaN or infinity.")
     return S
 
 

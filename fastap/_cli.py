@@ -302,7 +302,7 @@ def _parser():
         help="only this dtype (repeatable; default both)",
     )
     warmup_parser.add_argument(
-        "--engine", action="append", choices=["stored", "lean"], default=None,
+        "--engine", action="append", choices=["stored", "lean", "compact"], default=None,
         help="only this dense engine (repeatable; default: float64 stored, float32 lean "
         "and stored)",
     )

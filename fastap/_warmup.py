@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 
 DTYPES = ("float64", "float32")
-ENGINES = ("stored", "lean")
+ENGINES = ("stored", "lean", "compact")
 # The dense engines a fit of each dtype uses under engine="auto": float64
 # runs stored (lean only when asked for); float32 beyond the small sizes
 # that run in float64 runs lean, stored when the messages are kept.
@@ -117,7 +117,7 @@ def warmup(dtypes=DTYPES, engines=None, sparse=True, dask=False, report=None):
     Parameters
     ----------
     dtypes : sequence of {"float64", "float32"}, default=("float64", "float32")
-    engines : sequence of {"stored", "lean"} or None, default=None
+    engines : sequence of {"stored", "lean", "compact"} or None, default=None
         Dense engines; None: those a fit of each dtype uses by default
         (float64: stored; float32: lean and stored).
     sparse : bool, default=True

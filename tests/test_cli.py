@@ -1233,5 +1233,7 @@ def test_warmup_chooses_groups_and_prints_each_time(monkeypatch, capsys):
     names = [name for name, _ in warmup_groups(["float32"], None, sparse=True, dask=True)]
     assert names == ["dense float32 lean", "dense float32 stored", "set-up float32",
                      "sparse float32", "dask float32"]
+    assert [name for name, _ in warmup_groups(["float32"], ["compact"], sparse=False)] == [
+        "dense float32 compact", "set-up float32"]
     with pytest.raises(ValueError, match="engine must be one of"):
         warmup_groups(["float64"], ["fast"])

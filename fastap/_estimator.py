@@ -212,7 +212,7 @@ class AffinityPropagation(ClusterMixin, BaseEstimator):
         pairs whose responsibility was never positive, a list per row for
         the others): only ``S`` is N x N, an iteration reads it once, and
         every result is bitwise the lean engine's, but an iteration is
-        slower than lean's (1.4x at N = 16,000; see the README), so it is
+        slower than lean's (1.2-1.3x at N = 16,000-32,000; see the README), so it is
         the engine for memory (dense float32 up to about N = 64,000 on
         24 GiB; ``keep_messages`` then needs room for
         ``R`` and ``A`` at the end, checked before the fit). A warm start
